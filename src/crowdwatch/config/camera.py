@@ -1,0 +1,137 @@
+"""Cameras, their zones and optional ground calibration."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from crowdwatch.config.base import StrictModel
+from crowdwatch.config.geo import LocationConfig
+from crowdwatch.config.rules import RulesOverride
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "file")
+
+
+class ReconnectConfig(StrictModel):
+    initial_s: float = Field(1.0, gt=0, description="First wait before reconnecting.")
+    max_s: float = Field(30.0, gt=0, description="Longest wait between reconnect attempts.")
+    multiplier: float = Field(2.0, ge=1, description="Backoff growth per failed attempt.")
+    jitter: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Random +/- fraction added to each wait so that many "
+        "cameras do not reconnect in lockstep.",
+    )
+
+
+class CalibrationConfig(StrictModel):
+    """Four or more image points and where they lie on the ground, in metres."""
+
+    image_points: list[tuple[float, float]] = Field(
+        description="Pixel coordinates (x, y) of ground marks in the camera image."
+    )
+    ground_points: list[tuple[float, float]] = Field(
+        description="The same marks on the ground plane, in metres, in the same order."
+    )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Self:
+        if len(self.image_points) != len(self.ground_points):
+            raise ValueError(
+                f"image_points has {len(self.image_points)} points but ground_points has "
+                f"{len(self.ground_points)}; they must pair up"
+            )
+        if len(self.image_points) < 4:
+            raise ValueError(f"need at least 4 point pairs, got {len(self.image_points)}")
+        return self
+
+
+class ZoneConfig(StrictModel):
+    id: str = Field(pattern=ID_PATTERN, description="Zone id, unique within the camera.")
+    name: str = Field("", description="Human-readable name shown to operators.")
+    polygon: list[tuple[float, float]] = Field(
+        description="Zone outline in image pixels (x, y); a person counts when their feet "
+        "(bottom-centre of the box) are inside."
+    )
+    rules: RulesOverride | None = Field(None, description="Changes to the global rules for this zone.")
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if len(v) < 3:
+            raise ValueError(f"a zone polygon needs at least 3 points, got {len(v)}")
+        if any(x < 0 or y < 0 for x, y in v):
+            raise ValueError("polygon points are pixel coordinates and cannot be negative")
+        # Shoelace area: a degenerate polygon can never contain anyone.
+        area = 0.0
+        for (x1, y1), (x2, y2) in zip(v, v[1:] + v[:1], strict=True):
+            area += x1 * y2 - x2 * y1
+        if abs(area) < 1.0:
+            raise ValueError("polygon has no area (points are collinear or repeated)")
+        return v
+
+
+class CameraConfig(StrictModel):
+    id: str = Field(pattern=ID_PATTERN, description="Camera id, unique; the Kafka message key.")
+    name: str = Field("", description="Human-readable name shown to operators.")
+    url: str = Field(
+        description="Video source: rtsp://, http(s)://, file:// URL or a local file path. "
+        "Credentials in the URL are never logged or shown."
+    )
+    location: LocationConfig = Field(description="Where the camera stands; used for routing.")
+    center: str | None = Field(
+        None, description="Route this camera's alerts to this center id, whatever the geography."
+    )
+    zones: list[ZoneConfig] = Field(min_length=1, description="Watched zones of this camera.")
+    calibration: CalibrationConfig | None = Field(
+        None, description="Ground calibration: gives zones an area in m2 and densities."
+    )
+    sample_every_s: float = Field(
+        1.0, gt=0, description="Analyse one frame this often; frames in between are dropped."
+    )
+    loop: bool = Field(False, description="Files only: start again at the end (demos).")
+    realtime: bool = Field(
+        True,
+        description="Files only: read at the file's own frame rate as a live camera would. "
+        "When false, every sampled frame is analysed as fast as possible (offline analysis).",
+    )
+    open_timeout_s: float = Field(10, gt=0, description="Give up opening the stream after this.")
+    read_timeout_s: float = Field(10, gt=0, description="Give up waiting for a frame after this.")
+    offline_after_s: float = Field(
+        20, gt=0, description="Report the camera offline after this long without frames."
+    )
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="Backoff between reconnect attempts."
+    )
+    enabled: bool = Field(True, description="Skip this camera when false.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("url is empty")
+        m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", v)
+        if m and m.group(1).lower() not in _URL_SCHEMES:
+            raise ValueError(f"unsupported URL scheme '{m.group(1)}' (use one of {', '.join(_URL_SCHEMES)})")
+        if m and m.group(1).lower() != "file" and not re.match(r"^[^:]+://[^/?#]+", v):
+            raise ValueError("URL has no host")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> Self:
+        seen: set[str] = set()
+        for zone in self.zones:
+            if zone.id in seen:
+                raise ValueError(f"zone id '{zone.id}' appears twice")
+            seen.add(zone.id)
+        return self
+
+    @property
+    def kind(self) -> Literal["file", "stream"]:
+        lower = self.url.lower()
+        return "stream" if "://" in lower and not lower.startswith("file://") else "file"

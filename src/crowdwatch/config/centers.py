@@ -1,0 +1,80 @@
+"""The hierarchy of operations centers and their boundaries."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from crowdwatch.config.base import StrictModel
+from crowdwatch.config.camera import ID_PATTERN
+
+CenterLevel = Literal["district", "street", "community"]
+LEVEL_DEPTH: dict[str, int] = {"district": 0, "street": 1, "community": 2}
+
+
+class ContactConfig(StrictModel):
+    name: str = Field("", description="Duty officer or desk name.")
+    phone: str = Field("", description="Phone number of the duty desk.")
+    email: str = Field("", description="E-mail of the duty desk.")
+
+
+class CenterConfig(StrictModel):
+    id: str = Field(pattern=ID_PATTERN, description="Center id, unique.")
+    name: str = Field(description="Name shown to operators.")
+    level: CenterLevel = Field(description="district (county), street (township) or community (grid).")
+    parent: str | None = Field(None, description="Id of the parent center; required except for districts.")
+    boundary: dict[str, Any] = Field(
+        description="GeoJSON Polygon or MultiPolygon geometry (lon, lat order) of the area served."
+    )
+    contact: ContactConfig = Field(default_factory=ContactConfig, description="Who to call.")
+    units: list[str] = Field(default_factory=list, description="Units this center can dispatch.")
+    ack_sla_s: float = Field(
+        120, gt=0, description="Escalate to the parent center when not acknowledged this fast."
+    )
+
+    @field_validator("boundary")
+    @classmethod
+    def _geojson(cls, v: dict[str, Any]) -> dict[str, Any]:
+        kind = v.get("type")
+        if kind not in ("Polygon", "MultiPolygon"):
+            raise ValueError(f"boundary must be a GeoJSON Polygon or MultiPolygon, got type={kind!r}")
+        coords = v.get("coordinates")
+        if not isinstance(coords, list) or not coords:
+            raise ValueError("boundary has no coordinates")
+        polygons = coords if kind == "MultiPolygon" else [coords]
+        for poly in polygons:
+            if not isinstance(poly, list) or not poly:
+                raise ValueError("boundary polygon has no rings")
+            for ring in poly:
+                if not isinstance(ring, list) or len(ring) < 4:
+                    raise ValueError("each boundary ring needs at least 4 positions (closed)")
+                for pos in ring:
+                    if (
+                        not isinstance(pos, list | tuple)
+                        or len(pos) < 2
+                        or not all(isinstance(c, int | float) for c in pos[:2])
+                    ):
+                        raise ValueError(f"boundary position {pos!r} is not [lon, lat]")
+                    lon, lat = pos[0], pos[1]
+                    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+                        raise ValueError(
+                            f"boundary position {list(pos)} is outside lon/lat range "
+                            "(GeoJSON order is [lon, lat])"
+                        )
+        return v
+
+    @model_validator(mode="after")
+    def _parent(self) -> Self:
+        if self.level != "district" and not self.parent:
+            raise ValueError(f"a {self.level} center needs a parent")
+        return self
+
+
+class RoutingConfig(StrictModel):
+    max_km: float = Field(
+        2.0,
+        ge=0,
+        description="A camera outside every boundary goes to the nearest street "
+        "center within this distance, else to the nearest district.",
+    )
