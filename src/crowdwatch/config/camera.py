@@ -7,9 +7,10 @@ from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from crowdwatch.config.base import StrictModel
+from crowdwatch.config.base import FieldProblemsError, StrictModel
 from crowdwatch.config.geo import LocationConfig
 from crowdwatch.config.rules import RulesOverride
+from crowdwatch.core.geometry import fit_homography
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "file")
@@ -47,6 +48,9 @@ class CalibrationConfig(StrictModel):
             )
         if len(self.image_points) < 4:
             raise ValueError(f"need at least 4 point pairs, got {len(self.image_points)}")
+        # Collinear, repeated or mis-ordered marks: fail at load time (ValueError), not when
+        # the worker starts the camera.
+        fit_homography(self.image_points, self.ground_points)
         return self
 
 
@@ -124,11 +128,16 @@ class CameraConfig(StrictModel):
 
     @model_validator(mode="after")
     def _unique_zones(self) -> Self:
-        seen: set[str] = set()
-        for zone in self.zones:
-            if zone.id in seen:
-                raise ValueError(f"zone id '{zone.id}' appears twice")
-            seen.add(zone.id)
+        first: dict[str, int] = {}
+        problems: list[tuple[str, str]] = []
+        for i, zone in enumerate(self.zones):
+            if zone.id in first:
+                problems.append(
+                    (f"zones[{i}].id", f"zone id '{zone.id}' is already used by zones[{first[zone.id]}]")
+                )
+            first.setdefault(zone.id, i)
+        if problems:
+            raise FieldProblemsError(problems)
         return self
 
     @property

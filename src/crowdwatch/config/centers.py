@@ -6,7 +6,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from crowdwatch.config.base import StrictModel
+from crowdwatch.config.base import FieldProblemsError, StrictModel
 from crowdwatch.config.camera import ID_PATTERN
 
 CenterLevel = Literal["district", "street", "community"]
@@ -67,7 +67,7 @@ class CenterConfig(StrictModel):
     @model_validator(mode="after")
     def _parent(self) -> Self:
         if self.level != "district" and not self.parent:
-            raise ValueError(f"a {self.level} center needs a parent")
+            raise FieldProblemsError([("parent", f"a {self.level} center needs a parent")])
         return self
 
 

@@ -15,8 +15,8 @@ from crowdwatch.config.backends import (
     MetricsConfig,
     StoreConfig,
 )
-from crowdwatch.config.base import StrictModel
-from crowdwatch.config.camera import CameraConfig
+from crowdwatch.config.base import FieldProblemsError, StrictModel
+from crowdwatch.config.camera import ID_PATTERN, CameraConfig
 from crowdwatch.config.centers import LEVEL_DEPTH, CenterConfig, RoutingConfig
 from crowdwatch.config.detector import DetectorConfig, OnnxDetectorConfig
 from crowdwatch.config.rules import RulesConfig
@@ -45,35 +45,61 @@ class AppConfig(StrictModel):
 
     @model_validator(mode="after")
     def _references(self) -> Self:
-        problems: list[str] = []
-        camera_ids = [c.id for c in self.cameras]
-        for dup in sorted({c for c in camera_ids if camera_ids.count(c) > 1}):
-            problems.append(f"camera id '{dup}' appears twice")
+        problems: list[tuple[str, str]] = []
+        first_camera: dict[str, int] = {}
+        for i, cam in enumerate(self.cameras):
+            if cam.id in first_camera:
+                problems.append(
+                    (
+                        f"cameras[{i}].id",
+                        f"camera id '{cam.id}' is already used by cameras[{first_camera[cam.id]}]",
+                    )
+                )
+            first_camera.setdefault(cam.id, i)
+        first_center: dict[str, int] = {}
+        for i, c in enumerate(self.centers):
+            if c.id in first_center:
+                problems.append(
+                    (
+                        f"centers[{i}].id",
+                        f"center id '{c.id}' is already used by centers[{first_center[c.id]}]",
+                    )
+                )
+            first_center.setdefault(c.id, i)
         centers = {c.id: c for c in self.centers}
-        if len(centers) != len(self.centers):
-            ids = [c.id for c in self.centers]
-            for dup in sorted({c for c in ids if ids.count(c) > 1}):
-                problems.append(f"center id '{dup}' appears twice")
-        for c in self.centers:
+        for i, c in enumerate(self.centers):
             if c.parent is None:
                 continue
             parent = centers.get(c.parent)
             if parent is None:
-                problems.append(f"center '{c.id}' has parent '{c.parent}', which is not a center")
+                problems.append((f"centers[{i}].parent", f"'{c.parent}' is not a center id"))
             elif LEVEL_DEPTH[parent.level] >= LEVEL_DEPTH[c.level]:
                 problems.append(
-                    f"center '{c.id}' ({c.level}) cannot have parent '{parent.id}' ({parent.level}): "
-                    "a parent must be a higher level"
+                    (
+                        f"centers[{i}].parent",
+                        f"a {c.level} center cannot have the {parent.level} center '{parent.id}' as "
+                        "parent: the parent must be a higher level (district > street > community)",
+                    )
                 )
-        for cam in self.cameras:
+        for i, cam in enumerate(self.cameras):
             if cam.center is not None and cam.center not in centers:
-                problems.append(
-                    f"camera '{cam.id}' is routed to center '{cam.center}', which is not a center"
-                )
+                problems.append((f"cameras[{i}].center", f"'{cam.center}' is not a center id"))
+            for j, zone in enumerate(cam.zones):
+                if zone.rules is None:
+                    continue
+                try:
+                    zone.rules.apply(self.rules)
+                except ValidationError as err:
+                    # A zone override is valid only together with the global rules it changes.
+                    base = f"cameras[{i}].zones[{j}].rules"
+                    problems.extend(
+                        (_join(base, path), f"{msg} (zone rules merged with the global rules)")
+                        for path, msg in _problems(err)
+                    )
         if not any(c.level == "district" for c in self.centers):
-            problems.append("at least one district center is needed (the top of the hierarchy)")
+            problems.append(("centers", "at least one district center is needed (the top of the hierarchy)"))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise FieldProblemsError(problems)
         return self
 
     def center(self, center_id: str) -> CenterConfig:
@@ -106,24 +132,58 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _join(base: str, sub: str) -> str:
+    """`cameras[0]` + `zones[1].id` -> `cameras[0].zones[1].id`; either may be the top level."""
+    if not sub or sub == "(top level)":
+        return base
+    if not base or base == "(top level)":
+        return sub
+    return f"{base}{sub}" if sub.startswith("[") else f"{base}.{sub}"
+
+
 def format_validation_error(err: ValidationError) -> list[str]:
     """One line per problem. Never echoes input values: they may hold credentials."""
-    lines = []
+    return [f"{path}: {msg}" for path, msg in _problems(err)]
+
+
+def _problems(err: ValidationError) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
     for e in err.errors(include_url=False, include_input=False):
+        path = _path(tuple(e["loc"]))
+        ctx = e.get("ctx") or {}
+        error = ctx.get("error")
+        if isinstance(error, FieldProblemsError):
+            out.extend((_join(path, sub), msg) for sub, msg in error.problems)
+            continue
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field (not allowed here)"
-        lines.append(f"{_path(tuple(e['loc']))}: {msg}")
-    return lines
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        elif e["type"] == "string_pattern_mismatch" and ctx.get("pattern") == ID_PATTERN:
+            msg = "ids are 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        elif e["type"] == "union_tag_invalid":
+            path = _join(path, str(ctx["discriminator"]).strip("'"))
+            msg = f"unknown type '{ctx['tag']}' (use one of {ctx['expected_tags']})"
+        elif e["type"] == "union_tag_not_found":
+            path = _join(path, str(ctx["discriminator"]).strip("'"))
+            msg = "missing: this section needs a type"
+        out.append((path, msg))
+    return out
 
 
 def parse_config(data: Any, source: str = "<config>") -> AppConfig:
+    if data is None:
+        raise ConfigError(source, ["(top level): the configuration is empty"])
     if not isinstance(data, dict):
         raise ConfigError(source, ["(top level): expected a mapping of sections (cameras, centers, ...)"])
     try:
         return AppConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(source, format_validation_error(err)) from None
+    # Raised outside the except block so that the ValidationError, which holds the input values
+    # (camera URLs with credentials), is not even kept as __context__.
+    raise ConfigError(source, problems)
 
 
 def load_config(path: str | Path) -> AppConfig:

@@ -6,7 +6,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from crowdwatch.config.base import StrictModel
+from crowdwatch.config.base import FieldProblemsError, StrictModel
 
 
 class SmoothingConfig(StrictModel):
@@ -104,6 +104,20 @@ class RulesConfig(StrictModel):
         ):
             raise ValueError(
                 f"exit_density ({self.exit_density}) must be below enter_density ({self.enter_density})"
+            )
+        sc = self.severity_counts
+        medium = sc.medium if sc.medium is not None else 1.5 * self.enter_count
+        high = sc.high if sc.high is not None else 2.0 * self.enter_count
+        critical = sc.critical if sc.critical is not None else 3.0 * self.enter_count
+        if not medium <= high <= critical:
+            raise FieldProblemsError(
+                [
+                    (
+                        "severity_counts",
+                        f"levels must rise: medium ({medium:g}) <= high ({high:g}) <= critical "
+                        f"({critical:g}); unset levels default to 1.5, 2 and 3 x enter_count",
+                    )
+                ]
             )
         return self
 

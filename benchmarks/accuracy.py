@@ -1,0 +1,177 @@
+"""Counting accuracy on a labeled folder (head points): MAE, RMSE and timing per method.
+
+    .venv/bin/python benchmarks/accuracy.py --data ../shared/data/mall --method density \
+        --out /tmp/acc/mall --json /tmp/acc/mall.json
+
+Only heads inside the folder's `roi_mask.png` count, and the prediction is restricted to it
+too (density integrated over the mask; detections by their head point). Writes a per-image
+CSV and a predicted-vs-true scatter plot per method to --out. `--raw-from` rescores the raw
+counts of an earlier run's CSV (e.g. with a calibration) without running the model again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from crowdwatch.core.density import DensityCalibration
+from crowdwatch.detectors.catalog import default_models_dir, fetch
+from crowdwatch.evaluation.counting import (
+    Counter,
+    ImageResult,
+    density_counter,
+    detector_counter,
+    read_results_csv,
+    run_counter,
+    write_results_csv,
+)
+from crowdwatch.evaluation.labeled import LabeledFolder, open_folder, parse_ranges
+from crowdwatch.evaluation.metrics import CountErrors
+
+METHODS = ("detector", "tiled", "density")
+DENSITY_MODEL = "csrnet-density"
+DETECTOR_MODEL = "yolov8s-person-onnx"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="a labeled folder (with index.json)")
+    p.add_argument("--method", choices=METHODS, nargs="+", default=["density"], help="counting methods")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N selected images")
+    p.add_argument("--frames", default=None, help="frame numbers to score, e.g. 280-440 or 1-10,20")
+    p.add_argument("--calibration", type=Path, default=None, help="DensityCalibration JSON (density only)")
+    p.add_argument("--max-side", type=int, default=None, help="density: shrink images to this longest side")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
+    p.add_argument("--models-dir", type=Path, default=None, help="default: the catalog's models dir")
+    p.add_argument("--raw-from", type=Path, default=None, help="rescore raw counts from an earlier CSV")
+    p.add_argument("--out", type=Path, default=None, help="folder for <method>.csv and <method>.png")
+    p.add_argument("--json", type=Path, default=None, help="write the summary here (list, one per method)")
+    return p
+
+
+def _counter(method: str, args: argparse.Namespace) -> tuple[Counter, str]:
+    models_dir = args.models_dir or default_models_dir()
+    if method == "density":
+        from crowdwatch.detectors.density import CsrnetOnnxEstimator
+
+        path = fetch(DENSITY_MODEL, models_dir)  # idempotent; builds the ONNX once
+        estimator = CsrnetOnnxEstimator(path, threads=args.threads, max_side=args.max_side)
+        return density_counter(estimator), DENSITY_MODEL
+    if method == "detector":
+        from crowdwatch.config.detector import OnnxDetectorConfig
+        from crowdwatch.detectors.registry import build_detector
+
+        fetch(DETECTOR_MODEL, models_dir)
+        config = OnnxDetectorConfig(model=DETECTOR_MODEL, threads=args.threads)
+        return detector_counter(build_detector(config, models_dir)), DETECTOR_MODEL
+    # TODO(tiled): score the tiled detector once crowdwatch.detectors has one.
+    raise SystemExit("method 'tiled' is not implemented yet: crowdwatch.detectors has no tiled detector")
+
+
+def scatter_plot(
+    true: npt.NDArray[np.float64], predicted: npt.NDArray[np.float64], title: str, size: int = 640
+) -> npt.NDArray[np.uint8]:
+    """Predicted vs true counts with the y = x line, drawn with OpenCV (no matplotlib here)."""
+    margin = 60
+    img = np.full((size, size, 3), 255, dtype=np.uint8)
+    top = float(max(true.max(initial=1.0), predicted.max(initial=1.0))) * 1.05
+    span = size - 2 * margin
+
+    def to_px(x: float, y: float) -> tuple[int, int]:
+        return int(margin + x / top * span), int(size - margin - y / top * span)
+
+    black, grey, blue = (0, 0, 0), (190, 190, 190), (200, 90, 30)
+    for k in range(6):  # grid and tick labels
+        v = top * k / 5
+        cv2.line(img, to_px(v, 0), to_px(v, top), grey, 1)
+        cv2.line(img, to_px(0, v), to_px(top, v), grey, 1)
+        cv2.putText(img, f"{v:.0f}", (to_px(v, 0)[0] - 12, size - margin + 20), 0, 0.4, black, 1)
+        cv2.putText(img, f"{v:.0f}", (8, to_px(0, v)[1] + 4), 0, 0.4, black, 1)
+    cv2.line(img, to_px(0, 0), to_px(top, top), (0, 0, 220), 1, cv2.LINE_AA)
+    for t, p in zip(true, predicted, strict=True):
+        cv2.circle(img, to_px(float(t), float(p)), 3, blue, -1, cv2.LINE_AA)
+    cv2.rectangle(img, to_px(0, top), to_px(top, 0), black, 1)
+    cv2.putText(img, "true", (size // 2 - 15, size - 15), 0, 0.5, black, 1)
+    cv2.putText(img, "predicted", (8, margin - 30), 0, 0.5, black, 1)
+    cv2.putText(img, title, (margin, 25), 0, 0.5, black, 1)
+    return img
+
+
+def _score(
+    method: str,
+    model: str,
+    folder: LabeledFolder,
+    results: list[ImageResult],
+    calibration: DensityCalibration | None,
+    args: argparse.Namespace,
+) -> dict[str, object]:
+    true = np.asarray([r.true for r in results], dtype=np.float64)
+    raw = np.asarray([r.raw for r in results], dtype=np.float64)
+    predicted = calibration.apply_many(raw) if calibration is not None else raw
+    errors = CountErrors.of(predicted, true)
+    summary: dict[str, object] = {
+        "dataset": folder.dataset,
+        "data": str(folder.root),
+        "method": method,
+        "model": model,
+        "n": errors.n,
+        "mae": round(errors.mae, 3),
+        "rmse": round(errors.rmse, 3),
+        "mse": round(errors.mse, 3),
+        "mean_signed_error": round(errors.mean_signed_error, 3),
+        "ms_per_image": round(float(np.mean([r.ms for r in results])), 1),
+        "mean_true": round(float(true.mean()), 2),
+        "max_side": args.max_side if method == "density" else None,
+        "roi": folder.roi is not None,
+    }
+    if calibration is not None:
+        raw_errors = CountErrors.of(raw, true)
+        summary["calibration"] = calibration.to_dict()
+        summary["raw"] = {"mae": round(raw_errors.mae, 3), "rmse": round(raw_errors.rmse, 3)}
+    if args.out is not None:
+        write_results_csv(args.out / f"{method}.csv", results, predicted.tolist())
+        title = f"{folder.root.name} {method}: MAE {errors.mae:.1f} RMSE {errors.rmse:.1f} n={errors.n}"
+        cv2.imwrite(str(args.out / f"{method}.png"), scatter_plot(true, predicted, title))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    folder = open_folder(args.data)
+    frames = parse_ranges(args.frames) if args.frames else None
+    calibration = None
+    if args.calibration is not None:
+        calibration = DensityCalibration.from_dict(json.loads(args.calibration.read_text()))
+    summaries = []
+    for method in args.method:
+        if calibration is not None and method != "density":
+            raise SystemExit("--calibration applies to the density method only")
+        if args.raw_from is not None:
+            wanted = {it.name for it in folder.select(frames, args.limit)}
+            results = [r for r in read_results_csv(args.raw_from) if r.name in wanted]
+            model = DENSITY_MODEL if method == "density" else DETECTOR_MODEL
+        else:
+            counter, model = _counter(method, args)
+            results = []
+            for r in run_counter(folder, folder.select(frames, args.limit), counter):
+                results.append(r)
+                print(f"{r.name}: true {r.true} raw {r.raw:.1f} ({r.ms:.0f} ms)", file=sys.stderr)
+        if not results:
+            raise SystemExit("no images selected")
+        summary = _score(method, model, folder, results, calibration, args)
+        print(json.dumps(summary))
+        summaries.append(summary)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summaries, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

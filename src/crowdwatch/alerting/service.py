@@ -1,0 +1,180 @@
+"""Consume events, validate, route, store; escalate overdue alerts (DESIGN 1, 5, 6).
+
+Delivery: offsets are committed only after the store has the result (at-least-once; the store
+dedupes by event id). A message that cannot be decoded or breaks the schema goes to the
+dead-letter topic, with the reason in its headers, and is committed: one bad message must not
+stop the stream. A failure while storing commits nothing from that message on and rewinds the
+consumer, so the message comes again on the next poll; `on_error` hears about it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Final
+
+from crowdwatch.alerting.metrics import AlertingMetrics
+from crowdwatch.alerting.validate import InvalidEventError, validate_envelope
+from crowdwatch.bus.base import CAMERA_STATUS, CROWD_EVENTS, CROWD_EVENTS_DLQ, Consumer, EventBus, Message
+from crowdwatch.core import codec
+from crowdwatch.core.alerts import AlertChange
+from crowdwatch.core.routing import RouteDecision, Router
+from crowdwatch.core.types import CameraStatusEvent, CrowdEvent
+from crowdwatch.store.base import AlertStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GROUP: Final = "crowdwatch-alerting"
+_MAX_ERROR_HEADER = 1000
+
+# Called with the exception and the message being processed (None for escalation errors).
+# It decides what else happens: log, count, or raise to stop the service.
+ErrorHandler = Callable[[Exception, Message | None], None]
+
+
+class AlertingService:
+    """One member of the alerting consumer group. Drive it from one thread (`run`, or
+    `run_once` + `tick`); scale out by running more services with the same `group`."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        store: AlertStore,
+        router: Router,
+        clock: Callable[[], float],
+        *,
+        group: str = DEFAULT_GROUP,
+        on_error: ErrorHandler | None = None,
+        metrics: AlertingMetrics | None = None,
+        batch_size: int = 100,
+    ) -> None:
+        self._bus = bus
+        self._store = store
+        self._router = router
+        self._clock = clock
+        self._group = group
+        self._on_error = on_error
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._consumer: Consumer | None = None
+
+    def run_once(self, timeout: float) -> int:
+        """Poll once (waiting up to `timeout` s) and process what came. Returns how many
+        messages were finished and committed (stored or dead-lettered)."""
+        consumer = self._get_consumer()
+        done: list[Message] = []
+        dead_lettered = False
+        for message in consumer.poll(timeout, self._batch_size):
+            try:
+                dead_lettered |= self._handle(message)
+            except Exception as exc:
+                # Commit the finished prefix only; rewind so the failed message comes again.
+                self._commit(consumer, done, dead_lettered)
+                consumer.seek_to_committed()
+                if self._metrics:
+                    self._metrics.processing_errors.inc()
+                self._report(exc, message)
+                return len(done)
+            done.append(message)
+        self._commit(consumer, done, dead_lettered)
+        return len(done)
+
+    def tick(self, now: float | None = None) -> list[AlertChange]:
+        """Escalate every overdue alert one level up (or mark it at a district)."""
+        now = self._clock() if now is None else now
+        changes: list[AlertChange] = []
+        directory = self._router.directory
+        for alert in self._store.due_escalations(now):
+            try:
+                parent = directory.parent_of(alert.center_id)
+                sla_s = None if parent is None else directory.get(parent).ack_sla_s
+                change = self._store.escalate(alert.id, parent, now, sla_s)
+            except Exception as exc:  # e.g. a center removed from the config; keep the others going
+                self._report(exc, None)
+                continue
+            if change is not None:
+                changes.append(change)
+                if self._metrics:
+                    outcome = "exhausted" if parent is None else "escalated"
+                    self._metrics.escalations.labels(outcome=outcome).inc()
+        return changes
+
+    def run(self, stop: threading.Event, poll_timeout: float = 1.0) -> None:
+        """Process and escalate until `stop` is set. An exception raised by `on_error` (or by
+        the bus itself) ends the loop: the caller decides whether to restart."""
+        while not stop.is_set():
+            self.run_once(poll_timeout)
+            self.tick()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def route(self, event: CrowdEvent) -> RouteDecision:
+        return self._router.route(event.camera_id, event.location)
+
+    # --- per message ----------------------------------------------------------------------
+
+    def _handle(self, message: Message) -> bool:
+        """Store the message's event; True when it went to the dead-letter topic instead."""
+        try:
+            envelope = codec.loads(message.value)
+            validate_envelope(envelope)
+            event = codec.from_envelope(envelope)
+        except codec.DecodeError as exc:
+            self._dead_letter(message, exc, "decode")
+            return True
+        except InvalidEventError as exc:
+            self._dead_letter(message, exc, "schema")
+            return True
+        if self._metrics:
+            self._metrics.events_consumed.labels(type=event.type.value).inc()
+        if isinstance(event, CameraStatusEvent):
+            # Status only: an offline camera leaves its open alerts as they are.
+            self._store.record_camera_status(event)
+            return False
+        change = self._store.apply_event(event, self.route, self._clock())
+        if change is not None and self._metrics:
+            if change.kind == "created":
+                self._metrics.alerts_created.inc()
+            self._metrics.processing_latency.observe(max(0.0, self._clock() - event.ts))
+        return False
+
+    def _dead_letter(self, message: Message, exc: Exception, reason: str) -> None:
+        log.warning("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
+        headers = dict(message.headers)
+        headers.update(
+            {
+                "error": str(exc)[:_MAX_ERROR_HEADER].encode("utf-8"),
+                "error-reason": reason.encode(),
+                "source-topic": message.topic.encode("utf-8"),
+                "source-partition": str(message.partition).encode(),
+                "source-offset": str(message.offset).encode(),
+            }
+        )
+        self._bus.publish(CROWD_EVENTS_DLQ, message.key or "", message.value, headers)
+        if self._metrics:
+            self._metrics.dlq_messages.labels(reason=reason).inc()
+
+    def _commit(self, consumer: Consumer, done: list[Message], dead_lettered: bool) -> None:
+        if not done:
+            return
+        if dead_lettered:
+            # The dead letter must be durable before its source offset is committed.
+            self._bus.flush()
+        consumer.commit(done)
+
+    def _get_consumer(self) -> Consumer:
+        # Joined on first use rather than in __init__: constructing the service does no I/O.
+        if self._consumer is None:
+            self._consumer = self._bus.consumer([CROWD_EVENTS, CAMERA_STATUS], self._group)
+        return self._consumer
+
+    def _report(self, exc: Exception, message: Message | None) -> None:
+        if self._on_error is not None:
+            self._on_error(exc, message)
+            return
+        where = "escalation" if message is None else f"{message.topic}[{message.partition}]@{message.offset}"
+        log.error("alerting failed at %s: %s", where, exc, exc_info=exc)

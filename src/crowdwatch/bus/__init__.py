@@ -1,0 +1,1 @@
+"""Event bus: a small Protocol with a memory implementation (and Kafka later)."""

@@ -1,0 +1,162 @@
+"""Command line: the composition root. Each subcommand builds what it needs and runs it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from rich.console import Console
+
+from crowdwatch import __version__
+
+log = logging.getLogger("crowdwatch")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="crowdwatch",
+        description="Count people per zone on many cameras and alert the responsible center.",
+    )
+    p.add_argument("--version", action="version", version=f"crowdwatch {__version__}")
+    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="everything in one process (embedded bus and store)")
+    run.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--events-out", type=Path, help="append events and alert changes as JSON lines")
+    run.add_argument("--no-ui", action="store_true", help="no live table; log lines only")
+    run.add_argument("--models-dir", type=Path, help="where fetched models live")
+
+    val = sub.add_parser("validate-config", help="check a configuration file and report every problem")
+    val.add_argument("config", type=Path)
+
+    models = sub.add_parser("models", help="list or fetch detector models", add_help=False)
+    models.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # `models` has its own parser (list/fetch with their options).
+    if argv and argv[0] == "models":
+        from crowdwatch.detectors.models_cli import run_models_command
+
+        return run_models_command(argv[1:])
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "validate-config":
+        return _validate(args.config)
+    if args.command == "run":
+        return _run(args)
+    return 2
+
+
+def _validate(path: Path) -> int:
+    from crowdwatch.config.root import ConfigError, load_config
+
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        print(f"{path}: {len(err.problems)} problem(s)", file=sys.stderr)
+        for line in err.problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    zones = sum(len(c.zones) for c in config.cameras)
+    print(f"{path}: OK ({len(config.cameras)} cameras, {zones} zones, {len(config.centers)} centers)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from crowdwatch.config.root import ConfigError, load_config
+    from crowdwatch.detectors.catalog import ModelNotFetchedError
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        print(f"{args.config}: configuration error", file=sys.stderr)
+        for line in err.problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    models_dir = args.models_dir or (Path(config.models_dir).expanduser() if config.models_dir else None)
+    try:
+        return _run_embedded(config, args, models_dir)
+    except ModelNotFetchedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run_embedded(config: object, args: argparse.Namespace, models_dir: Path | None) -> int:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from crowdwatch.config.root import AppConfig
+    from crowdwatch.runtime.embedded import EmbeddedApp
+
+    assert isinstance(config, AppConfig)
+    registry = CollectorRegistry()
+    app = EmbeddedApp(config, registry=registry, events_out=args.events_out, models_dir=models_dir)
+    stop = threading.Event()
+    _on_signals(stop)
+    server = None
+    if config.metrics.enabled:
+        server, _ = start_http_server(config.metrics.port, config.metrics.host, registry=registry)
+        log.info("metrics on http://%s:%d/metrics", config.metrics.host, server.server_port)
+    console = Console()
+    app.start()
+    try:
+        if args.no_ui or not console.is_terminal:
+            app.run(args.duration, stop)
+        else:
+            _run_live(app, args.duration, stop, console)
+    finally:
+        app.stop()
+        if server is not None:
+            server.shutdown()
+    _summary(app, console)
+    return 0
+
+
+def _run_live(app: object, duration: float | None, stop: threading.Event, console: Console) -> None:
+    from rich.live import Live
+
+    from crowdwatch.console.terminal import render
+    from crowdwatch.runtime.embedded import EmbeddedApp
+
+    assert isinstance(app, EmbeddedApp)
+    names = app.center_names()
+
+    def view() -> object:
+        return render(app.live.cameras(), app.live.zones(), app.store.list_alerts(open_only=False), names)
+
+    with Live(get_renderable=view, console=console, refresh_per_second=4, screen=False):  # type: ignore[arg-type]
+        app.run(duration, stop)
+
+
+def _summary(app: object, console: Console) -> None:
+    from crowdwatch.console.terminal import render
+    from crowdwatch.runtime.embedded import EmbeddedApp
+
+    assert isinstance(app, EmbeddedApp)
+    alerts = app.store.list_alerts(open_only=False)
+    console.print(render(app.live.cameras(), app.live.zones(), alerts, app.center_names()))
+    console.print(f"{len(alerts)} alert(s) raised.")
+
+
+def _on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():  # second Ctrl-C: the user really wants out
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

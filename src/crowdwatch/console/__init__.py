@@ -1,0 +1,1 @@
+"""Operator-facing views: the terminal live table (and, later, the web console)."""

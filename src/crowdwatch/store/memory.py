@@ -1,0 +1,135 @@
+"""In-process AlertStore (embedded mode and tests): dicts behind one lock."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from crowdwatch.core import alerts as lifecycle
+from crowdwatch.core.alerts import Action, AlertChange
+from crowdwatch.core.types import Alert, AuditEntry, CameraStatusEvent, CrowdEvent
+from crowdwatch.store.base import AlertNotFoundError, Listener, RouteFn, StoreUpdate
+
+log = logging.getLogger(__name__)
+
+
+class MemoryAlertStore:
+    def __init__(self) -> None:
+        # Re-entrant: a listener may read the store while being notified.
+        self._lock = threading.RLock()
+        self._alerts: dict[str, Alert] = {}
+        self._audit: list[AuditEntry] = []
+        # Grows with the number of events ever applied; fine for one process's lifetime (a
+        # Redis store would expire these keys).
+        self._applied: set[str] = set()
+        self._cameras: dict[str, CameraStatusEvent] = {}
+        self._listeners: list[Listener] = []
+
+    def apply_event(self, event: CrowdEvent, decide: RouteFn, now: float) -> AlertChange | None:
+        with self._lock:
+            if event.id in self._applied:
+                return None
+            current = self._alerts.get(event.episode_key)
+            change = (
+                lifecycle.open_alert(event, decide(event), now)
+                if current is None
+                else lifecycle.apply_event(current, event, now)
+            )
+            # Marked applied only once it succeeded, so a failed attempt can be retried.
+            self._applied.add(event.id)
+            if change is not None:
+                self._commit(change)
+            return change
+
+    def act(
+        self,
+        alert_id: str,
+        action: Action,
+        actor: str,
+        now: float,
+        *,
+        unit: str | None = None,
+        note: str = "",
+    ) -> AlertChange:
+        with self._lock:
+            change = lifecycle.act(self._require(alert_id), action, actor, now, unit=unit, note=note)
+            self._commit(change)
+            return change
+
+    def due_escalations(self, now: float) -> list[Alert]:
+        with self._lock:
+            due = [a for a in self._alerts.values() if lifecycle.is_due(a, now)]
+        return sorted(due, key=lambda a: (a.escalate_at or 0.0, a.id))
+
+    def escalate(
+        self, alert_id: str, parent_id: str | None, now: float, sla_s: float | None
+    ) -> AlertChange | None:
+        with self._lock:
+            alert = self._require(alert_id)
+            # Re-checked under the lock: an operator may have acknowledged since due_escalations.
+            if not lifecycle.is_due(alert, now):
+                return None
+            change = lifecycle.escalate(alert, parent_id, now, sla_s)
+            self._commit(change)
+            return change
+
+    def get(self, alert_id: str) -> Alert | None:
+        with self._lock:
+            return self._alerts.get(alert_id)
+
+    def list_alerts(self, center_id: str | None = None, open_only: bool = True) -> list[Alert]:
+        with self._lock:
+            found = [
+                a
+                for a in self._alerts.values()
+                if (center_id is None or a.center_id == center_id) and (a.is_open or not open_only)
+            ]
+        return sorted(found, key=lambda a: (a.created_at, a.id))
+
+    def audit(self, alert_id: str | None = None) -> list[AuditEntry]:
+        with self._lock:
+            return [e for e in self._audit if alert_id is None or e.alert_id == alert_id]
+
+    def record_camera_status(self, event: CameraStatusEvent) -> bool:
+        with self._lock:
+            kept = self._cameras.get(event.camera_id)
+            if kept is not None and kept.ts > event.ts:
+                return False
+            self._cameras[event.camera_id] = event
+            self._notify(event)
+            return True
+
+    def camera_statuses(self) -> list[CameraStatusEvent]:
+        with self._lock:
+            return [self._cameras[c] for c in sorted(self._cameras)]
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _require(self, alert_id: str) -> Alert:
+        alert = self._alerts.get(alert_id)
+        if alert is None:
+            raise AlertNotFoundError(alert_id)
+        return alert
+
+    def _commit(self, change: AlertChange) -> None:
+        self._alerts[change.alert.id] = change.alert
+        self._audit.extend(change.audit)
+        self._notify(change)
+
+    def _notify(self, update: StoreUpdate) -> None:
+        # Under the lock, so that listeners see changes in the order they were made.
+        for listener in list(self._listeners):
+            try:
+                listener(update)
+            except Exception:
+                log.exception("alert store listener %r failed; change kept", listener)

@@ -1,0 +1,611 @@
+"""Configuration: a valid file loads; each kind of mistake gives one exact, readable line."""
+
+from __future__ import annotations
+
+import copy
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from crowdwatch.config import AppConfig, load_config
+from crowdwatch.config.root import ConfigError, format_validation_error, parse_config
+from crowdwatch.config.rules import RulesConfig
+
+Config = dict[str, Any]
+SECRET_URL = "rtsp://admin:s3cr3t-pw@10.0.0.7:554/stream1"
+
+
+def square(lon: float, lat: float, size: float) -> dict[str, Any]:
+    """A closed GeoJSON Polygon (lon, lat order)."""
+    ring = [[lon, lat], [lon + size, lat], [lon + size, lat + size], [lon, lat + size], [lon, lat]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def valid_config() -> Config:
+    """The smallest useful config: one camera with one zone, a district and a street center.
+    A fresh dict every call, so tests can mutate it."""
+    return {
+        "cameras": [
+            {
+                "id": "cam-1",
+                "url": "rtsp://cam1.example.net/stream",
+                "location": {"lat": 31.23, "lon": 121.47},
+                "zones": [{"id": "plaza", "polygon": [[0, 0], [1000, 0], [1000, 500], [0, 500]]}],
+            }
+        ],
+        "centers": [
+            {
+                "id": "district-a",
+                "name": "District A",
+                "level": "district",
+                "boundary": square(121.0, 31.0, 1.0),
+            },
+            {
+                "id": "street-a1",
+                "name": "Street A1",
+                "level": "street",
+                "parent": "district-a",
+                "boundary": square(121.4, 31.2, 0.1),
+            },
+        ],
+    }
+
+
+def camera(c: Config) -> Config:
+    cam: Config = c["cameras"][0]
+    return cam
+
+
+def zone(c: Config) -> Config:
+    z: Config = c["cameras"][0]["zones"][0]
+    return z
+
+
+def problems_of(data: Any) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return info.value.problems
+
+
+# -- valid ---------------------------------------------------------------------------------------
+
+
+def test_valid_config_parses_with_defaults() -> None:
+    cfg = parse_config(valid_config())
+    assert isinstance(cfg, AppConfig)
+    assert [c.id for c in cfg.cameras] == ["cam-1"]
+    assert cfg.cameras[0].kind == "stream"
+    assert cfg.cameras[0].zones[0].polygon == [(0, 0), (1000, 0), (1000, 500), (0, 500)]
+    assert cfg.detector.type == "onnx"
+    assert cfg.rules.enter_count == 20
+    assert cfg.center("street-a1").parent == "district-a"
+
+
+def test_valid_config_builder_returns_a_fresh_dict() -> None:
+    a = valid_config()
+    zone(a)["id"] = "changed"
+    assert zone(valid_config())["id"] == "plaza"
+
+
+def test_valid_config_with_every_optional_part() -> None:
+    c = valid_config()
+    camera(c)["center"] = "street-a1"
+    camera(c)["calibration"] = {
+        "image_points": [[0, 0], [100, 0], [100, 100], [0, 100]],
+        "ground_points": [[0, 0], [1, 0], [1, 1], [0, 1]],
+    }
+    zone(c)["rules"] = {"enter_count": 18, "exit_count": 12, "min_duration_s": 0}
+    c["detector"] = {"type": "ultralytics", "device": "cuda:0"}
+    c["rules"] = {"enter_count": 25, "exit_count": 15, "severity_counts": {"medium": 30}}
+    c["centers"].append(
+        {
+            "id": "grid-7",
+            "name": "Grid 7",
+            "level": "community",
+            "parent": "street-a1",
+            "boundary": {"type": "MultiPolygon", "coordinates": [square(121.45, 31.22, 0.01)["coordinates"]]},
+        }
+    )
+    cfg = parse_config(c)
+    assert cfg.detector.type == "ultralytics"
+    assert cfg.cameras[0].calibration is not None
+    zone_rules = cfg.cameras[0].zones[0].rules
+    assert zone_rules is not None
+    merged = zone_rules.apply(cfg.rules)
+    assert (merged.enter_count, merged.exit_count, merged.min_duration_s, merged.cooldown_s) == (
+        18,
+        12,
+        0,
+        60,
+    )
+    assert cfg.rules.enter_count == 25  # the global rules are unchanged
+
+
+def test_load_config_from_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "crowdwatch.yaml"
+    path.write_text(yaml.safe_dump(valid_config()), encoding="utf-8")
+    cfg = load_config(path)
+    assert cfg.cameras[0].id == "cam-1"
+    assert cfg.centers[1].level == "street"
+
+
+def test_file_path_url_is_a_file_source() -> None:
+    c = valid_config()
+    camera(c)["url"] = "/videos/plaza.mp4"
+    assert parse_config(c).cameras[0].kind == "file"
+
+
+# -- invalid: one mutation, one exact line ----------------------------------------------------------
+
+
+def dup_camera(c: Config) -> None:
+    c["cameras"].append(copy.deepcopy(camera(c)))
+
+
+def dup_zone(c: Config) -> None:
+    camera(c)["zones"].append(copy.deepcopy(zone(c)))
+
+
+def dup_center(c: Config) -> None:
+    c["centers"].append(copy.deepcopy(c["centers"][1]))
+
+
+def district_under_street(c: Config) -> None:
+    c["centers"].append(
+        {
+            "id": "d-2",
+            "name": "D2",
+            "level": "district",
+            "parent": "street-a1",
+            "boundary": square(120, 30, 1),
+        }
+    )
+
+
+def street_under_street(c: Config) -> None:
+    c["centers"].append(
+        {
+            "id": "s-2",
+            "name": "S2",
+            "level": "street",
+            "parent": "street-a1",
+            "boundary": square(121, 31, 0.1),
+        }
+    )
+
+
+def set_in(path: str, value: Any) -> Callable[[Config], None]:
+    """`set_in("cameras.0.url", x)`: set one value deep in the config."""
+
+    def mutate(c: Config) -> None:
+        *parents, last = path.split(".")
+        node: Any = c
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node[key]
+        node[int(last) if last.isdigit() else last] = value
+
+    return mutate
+
+
+def drop(path: str) -> Callable[[Config], None]:
+    def mutate(c: Config) -> None:
+        *parents, last = path.split(".")
+        node: Any = c
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node[key]
+        del node[last]
+
+    return mutate
+
+
+ID_RULE = "ids are 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+BAD_CONFIGS = [
+    pytest.param(
+        set_in("cameras.0.fps", 5), ["cameras[0].fps: unknown field (not allowed here)"], id="unknown-field"
+    ),
+    pytest.param(
+        set_in("colour", "red"), ["colour: unknown field (not allowed here)"], id="unknown-top-level-field"
+    ),
+    pytest.param(
+        set_in("rules", {"smoothing": {"kind": "median"}}),
+        ["rules.smoothing.kind: unknown field (not allowed here)"],
+        id="unknown-nested-field",
+    ),
+    pytest.param(drop("cameras.0.url"), ["cameras[0].url: required field is missing"], id="missing-url"),
+    pytest.param(drop("centers"), ["centers: required field is missing"], id="missing-centers"),
+    pytest.param(
+        set_in("cameras", []),
+        ["cameras: List should have at least 1 item after validation, not 0"],
+        id="no-cameras",
+    ),
+    pytest.param(
+        set_in("cameras.0.zones.0.polygon", [[0, 0], [100, 100]]),
+        ["cameras[0].zones[0].polygon: a zone polygon needs at least 3 points, got 2"],
+        id="polygon-2-points",
+    ),
+    pytest.param(
+        set_in("cameras.0.zones.0.polygon", [[0, 0], [100, -5], [100, 100]]),
+        ["cameras[0].zones[0].polygon: polygon points are pixel coordinates and cannot be negative"],
+        id="polygon-negative-coordinate",
+    ),
+    pytest.param(
+        set_in("cameras.0.zones.0.polygon", [[0, 0], [50, 50], [100, 100]]),
+        ["cameras[0].zones[0].polygon: polygon has no area (points are collinear or repeated)"],
+        id="polygon-collinear",
+    ),
+    pytest.param(
+        set_in("cameras.0.zones.0.polygon", [[0, 0], [100, "x"], [100, 100]]),
+        [
+            "cameras[0].zones[0].polygon[1][1]: "
+            "Input should be a valid number, unable to parse string as a number"
+        ],
+        id="polygon-not-a-number",
+    ),
+    pytest.param(
+        set_in("rules", {"enter_count": 10, "exit_count": 10}),
+        ["rules: exit_count (10.0) must be below enter_count (10.0)"],
+        id="exit-count-equals-enter-count",
+    ),
+    pytest.param(
+        set_in("rules", {"enter_density": 2.0, "exit_density": 3.0}),
+        ["rules: exit_density (3.0) must be below enter_density (2.0)"],
+        id="exit-density-above-enter-density",
+    ),
+    pytest.param(
+        set_in("rules", {"enter_count": 20, "severity_counts": {"medium": 100}}),
+        [
+            "rules.severity_counts: levels must rise: medium (100) <= high (40) <= critical (60); "
+            "unset levels default to 1.5, 2 and 3 x enter_count"
+        ],
+        id="severity-counts-out-of-order",
+    ),
+    pytest.param(
+        set_in("rules", {"severity_density": {"medium": 5, "high": 4}}),
+        ["rules.severity_density: density severity levels must rise: medium < high < critical"],
+        id="severity-density-out-of-order",
+    ),
+    pytest.param(
+        set_in("cameras.0.zones.0.rules", {"exit_count": 25}),
+        [
+            "cameras[0].zones[0].rules: exit_count (25.0) must be below enter_count (20.0) "
+            "(zone rules merged with the global rules)"
+        ],
+        id="zone-override-breaks-hysteresis",
+    ),
+    pytest.param(
+        set_in("cameras.0.zones.0.rules", {"enter_count": -1}),
+        ["cameras[0].zones[0].rules.enter_count: Input should be greater than 0"],
+        id="zone-override-negative",
+    ),
+    pytest.param(
+        set_in("detector", {"type": "tensorrt"}),
+        ["detector.type: unknown type 'tensorrt' (use one of 'onnx', 'ultralytics')"],
+        id="unknown-detector-type",
+    ),
+    pytest.param(
+        set_in("detector", {"model": "yolo11n.pt"}),
+        ["detector.type: missing: this section needs a type"],
+        id="detector-without-type",
+    ),
+    pytest.param(
+        set_in("detector", {"type": "onnx", "confidence": 1.5}),
+        ["detector.confidence: Input should be less than 1"],
+        id="detector-field-path-has-no-tag",
+    ),
+    pytest.param(
+        set_in("cameras.0.url", "ftp://cam1.example.net/stream"),
+        ["cameras[0].url: unsupported URL scheme 'ftp' (use one of rtsp, rtsps, rtmp, http, https, file)"],
+        id="ftp-url",
+    ),
+    pytest.param(
+        set_in("cameras.0.url", "rtsp://"), ["cameras[0].url: URL has no host"], id="url-without-host"
+    ),
+    pytest.param(set_in("cameras.0.url", "   "), ["cameras[0].url: url is empty"], id="url-blank"),
+    pytest.param(set_in("cameras.0.id", "cam 1"), [f"cameras[0].id: {ID_RULE}"], id="camera-id-with-space"),
+    pytest.param(
+        set_in("cameras.0.zones.0.id", "-z"),
+        [f"cameras[0].zones[0].id: {ID_RULE}"],
+        id="zone-id-leading-dash",
+    ),
+    pytest.param(
+        dup_camera, ["cameras[1].id: camera id 'cam-1' is already used by cameras[0]"], id="duplicate-camera"
+    ),
+    pytest.param(
+        dup_zone, ["cameras[0].zones[1].id: zone id 'plaza' is already used by zones[0]"], id="duplicate-zone"
+    ),
+    pytest.param(
+        dup_center,
+        ["centers[2].id: center id 'street-a1' is already used by centers[1]"],
+        id="duplicate-center",
+    ),
+    pytest.param(
+        set_in("centers.1.parent", "district-z"),
+        ["centers[1].parent: 'district-z' is not a center id"],
+        id="parent-does-not-exist",
+    ),
+    pytest.param(
+        drop("centers.1.parent"),
+        ["centers[1].parent: a street center needs a parent"],
+        id="street-without-parent",
+    ),
+    pytest.param(
+        district_under_street,
+        [
+            "centers[2].parent: a district center cannot have the street center 'street-a1' as parent: "
+            "the parent must be a higher level (district > street > community)"
+        ],
+        id="district-under-street",
+    ),
+    pytest.param(
+        street_under_street,
+        [
+            "centers[2].parent: a street center cannot have the street center 'street-a1' as parent: "
+            "the parent must be a higher level (district > street > community)"
+        ],
+        id="street-under-street",
+    ),
+    pytest.param(
+        set_in("centers.0.level", "street"),
+        [
+            "centers[0].parent: a street center needs a parent",
+        ],
+        id="no-district-and-no-parent",
+    ),
+    pytest.param(
+        set_in("cameras.0.center", "street-z"),
+        ["cameras[0].center: 'street-z' is not a center id"],
+        id="camera-override-to-unknown-center",
+    ),
+    pytest.param(
+        set_in("centers.0.level", "county"),
+        ["centers[0].level: Input should be 'district', 'street' or 'community'"],
+        id="unknown-center-level",
+    ),
+    pytest.param(
+        set_in("centers.0.boundary", square(31.0, 121.0, 0.5)),
+        [
+            "centers[0].boundary: boundary position [31.0, 121.0] is outside lon/lat range "
+            "(GeoJSON order is [lon, lat])"
+        ],
+        id="geojson-lat-lon-swapped",
+    ),
+    pytest.param(
+        set_in("centers.0.boundary", {"type": "Point", "coordinates": [121.0, 31.0]}),
+        ["centers[0].boundary: boundary must be a GeoJSON Polygon or MultiPolygon, got type='Point'"],
+        id="geojson-point",
+    ),
+    pytest.param(
+        set_in("centers.0.boundary", {"type": "Polygon", "coordinates": [[[121, 31], [122, 31], [121, 31]]]}),
+        ["centers[0].boundary: each boundary ring needs at least 4 positions (closed)"],
+        id="geojson-ring-too-short",
+    ),
+    pytest.param(
+        set_in("cameras.0.location", {"lat": 121.47, "lon": 31.23}),
+        ["cameras[0].location.lat: Input should be less than or equal to 90"],
+        id="camera-lat-lon-swapped",
+    ),
+    pytest.param(
+        set_in(
+            "cameras.0.calibration",
+            {"image_points": [[0, 0], [100, 0], [100, 100]], "ground_points": [[0, 0], [1, 0], [1, 1]]},
+        ),
+        ["cameras[0].calibration: need at least 4 point pairs, got 3"],
+        id="calibration-3-points",
+    ),
+    pytest.param(
+        set_in(
+            "cameras.0.calibration",
+            {
+                "image_points": [[0, 0], [100, 0], [100, 100], [0, 100]],
+                "ground_points": [[0, 0], [1, 0], [1, 1]],
+            },
+        ),
+        ["cameras[0].calibration: image_points has 4 points but ground_points has 3; they must pair up"],
+        id="calibration-unpaired",
+    ),
+    pytest.param(
+        set_in(
+            "cameras.0.calibration",
+            {
+                "image_points": [[0, 0], [100, 0], [200, 0], [300, 0]],
+                "ground_points": [[0, 0], [1, 0], [1, 1], [0, 1]],
+            },
+        ),
+        ["cameras[0].calibration: image points are collinear: they do not span a plane"],
+        id="calibration-collinear",
+    ),
+    pytest.param(
+        set_in(
+            "cameras.0.calibration",
+            {
+                "image_points": [[0, 0], [100, 0], [100, 100], [0, 100]],
+                "ground_points": [[0, 0], [1, 0], [0, 1], [1, 1]],
+            },
+        ),
+        ["cameras[0].calibration: calibration points straddle the horizon: check their order"],
+        id="calibration-points-out-of-order",
+    ),
+    pytest.param(
+        set_in("bus", {"type": "kafka"}),
+        ["bus.type: unknown type 'kafka' (use one of 'memory')"],
+        id="unknown-bus-type",
+    ),
+    pytest.param(
+        set_in("metrics", {"port": 70000}),
+        ["metrics.port: Input should be less than or equal to 65535"],
+        id="metrics-port-out-of-range",
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "expected"), BAD_CONFIGS)
+def test_bad_config_gives_exact_problem_lines(mutate: Callable[[Config], None], expected: list[str]) -> None:
+    c = valid_config()
+    mutate(c)
+    assert problems_of(c) == expected
+
+
+def test_every_problem_gets_its_own_line() -> None:
+    c = valid_config()
+    dup_camera(c)
+    camera(c)["center"] = "nowhere"
+    c["centers"][1]["parent"] = "nobody"
+    assert problems_of(c) == [
+        "cameras[1].id: camera id 'cam-1' is already used by cameras[0]",
+        "centers[1].parent: 'nobody' is not a center id",
+        "cameras[0].center: 'nowhere' is not a center id",
+    ]
+
+
+def test_field_problems_from_several_cameras_are_all_reported() -> None:
+    c = valid_config()
+    dup_camera(c)
+    c["cameras"][0]["id"] = "bad id"
+    c["cameras"][1]["zones"][0]["polygon"] = [[0, 0], [1, 1]]
+    assert problems_of(c) == [
+        f"cameras[0].id: {ID_RULE}",
+        "cameras[1].zones[0].polygon: a zone polygon needs at least 3 points, got 2",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (None, "(top level): the configuration is empty"),
+        ([1, 2], "(top level): expected a mapping of sections (cameras, centers, ...)"),
+        ("cameras", "(top level): expected a mapping of sections (cameras, centers, ...)"),
+    ],
+)
+def test_top_level_must_be_a_mapping(data: Any, problem: str) -> None:
+    assert problems_of(data) == [problem]
+
+
+def test_config_error_names_its_source_and_problems() -> None:
+    c = valid_config()
+    camera(c)["fps"] = 5
+    with pytest.raises(ConfigError) as info:
+        parse_config(c, source="site.yaml")
+    assert info.value.source == "site.yaml"
+    assert str(info.value) == "site.yaml: cameras[0].fps: unknown field (not allowed here)"
+
+
+def test_format_validation_error_on_a_section_model() -> None:
+    with pytest.raises(ValidationError) as info:
+        RulesConfig.model_validate({"enter_count": 0, "cooldown_s": -1})
+    assert format_validation_error(info.value) == [
+        "enter_count: Input should be greater than 0",
+        "cooldown_s: Input should be greater than or equal to 0",
+    ]
+
+
+# -- credentials never leak ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(set_in("cameras.0.id", "bad id"), id="bad-id"),
+        pytest.param(set_in("cameras.0.location", {"lat": 100, "lon": 0}), id="bad-location"),
+        pytest.param(set_in("cameras.0.fps", 5), id="unknown-field"),
+        pytest.param(set_in("cameras.0.zones", []), id="no-zones"),
+        pytest.param(set_in("cameras.0.center", "nowhere"), id="unknown-center"),
+        pytest.param(dup_camera, id="duplicate-camera"),
+        pytest.param(set_in("cameras.0.enabled", "sometimes"), id="bad-bool"),
+    ],
+)
+@pytest.mark.parametrize(
+    "url",
+    [SECRET_URL, SECRET_URL.replace("rtsp://", "ftp://"), "http://admin:s3cr3t-pw@"],
+)
+def test_credentials_in_url_never_appear_in_errors(mutate: Callable[[Config], None], url: str) -> None:
+    c = valid_config()
+    camera(c)["url"] = url
+    mutate(c)
+    with pytest.raises(ConfigError) as info:
+        parse_config(c)
+    err = info.value
+    assert err.problems  # it is broken
+    rendered = [str(err), repr(err), *err.problems, "".join(traceback.format_exception(err))]
+    assert not [text for text in rendered if "s3cr3t" in text]
+    # Not even kept on the exception chain, where an error reporter could find it.
+    assert err.__cause__ is None
+    assert err.__context__ is None
+
+
+def test_credentials_never_appear_in_yaml_errors(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(f'cameras:\n  - id: cam-1\n    url: "{SECRET_URL}\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "s3cr3t" not in str(info.value)
+    assert info.value.problems == ["(yaml): found unexpected end of stream at line 4, column 1"]
+
+
+# -- files ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        pytest.param(
+            "cameras:\n  - id: cam-1\n    url: rtsp://x/y\n   zones: []\n",
+            "(yaml): expected <block end>, but found '<block mapping start>' at line 4, column 4",
+            id="bad-indentation",
+        ),
+        pytest.param(
+            "cameras: [a, b\n",
+            "(yaml): expected ',' or ']', but got '<stream end>' at line 2, column 1",
+            id="unclosed-list",
+        ),
+        pytest.param(
+            "a: b: c\n",
+            "(yaml): mapping values are not allowed here at line 1, column 5",
+            id="colon-in-value",
+        ),
+        pytest.param(
+            "cameras:\n\t- id: x\n",
+            "(yaml): found character '\\t' that cannot start any token at line 2, column 1",
+            id="tab",
+        ),
+        pytest.param("", "(top level): the configuration is empty", id="empty-file"),
+        pytest.param(
+            "- a\n- b\n", "(top level): expected a mapping of sections (cameras, centers, ...)", id="list"
+        ),
+    ],
+)
+def test_yaml_errors_give_line_and_column(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "crowdwatch.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [problem]
+    assert info.value.source == str(path)
+
+
+def test_validation_errors_from_a_file_name_the_file(tmp_path: Path) -> None:
+    c = valid_config()
+    camera(c)["id"] = "cam 1"
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(c), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert str(info.value) == f"{path}: cameras[0].id: {ID_RULE}"
+
+
+def test_nonexistent_file(tmp_path: Path) -> None:
+    path = tmp_path / "missing.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == ["(file): no such file"]
+    assert info.value.source == str(path)
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert info.value.problems == ["(file): cannot read: Is a directory"]

@@ -1,0 +1,40 @@
+import pytest
+
+from crowdwatch.core.redact import redact_url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("rtsp://user:pass@host:554/x", "rtsp://***:***@host:554/x"),
+        ("rtsp://admin@10.0.0.5/stream1", "rtsp://***@10.0.0.5/stream1"),
+        ("RTSPS://Admin:S3cret@cam.local/live", "RTSPS://***:***@cam.local/live"),
+        ("rtsp://user:p@ss@host/x", "rtsp://***:***@host/x"),  # unescaped '@' in the password
+        ("rtsp://user:@host/x", "rtsp://***:***@host/x"),
+        ("http://u:p@host:8080", "http://***:***@host:8080"),
+        ("rtsp://@host/x", "rtsp://@host/x"),
+        ("http://host/snap.jpg?user=bob&password=hunter2", "http://host/snap.jpg?user=bob&password=***"),
+        ("http://host/x?pass=a&pwd=b&token=c", "http://host/x?pass=***&pwd=***&token=***"),
+        ("http://host/x?key=a;auth=b;secret=c", "http://host/x?key=***;auth=***;secret=***"),
+        ("http://host/x?PassWord=a&channel=1", "http://host/x?PassWord=***&channel=1"),
+        ("http://host/x?token=abc#frag", "http://host/x?token=***#frag"),
+        ("http://host/x?token=", "http://host/x?token=***"),
+        ("http://host/x?monkey=1&keyframe=2", "http://host/x?monkey=1&keyframe=2"),
+        ("rtsp://u:p@host/x?subtype=0&pwd=z", "rtsp://***:***@host/x?subtype=0&pwd=***"),
+        ("rtsp://host:554/Streaming/Channels/101", "rtsp://host:554/Streaming/Channels/101"),
+        ("http://host/path@with-at/x", "http://host/path@with-at/x"),
+        ("file:///videos/plaza.mp4", "file:///videos/plaza.mp4"),
+        ("/videos/plaza.mp4", "/videos/plaza.mp4"),
+        ("videos/user:pass@x.mp4", "videos/user:pass@x.mp4"),
+        ("", ""),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["rtsp://me:topsecret@h/x", "http://h/x?token=topsecret", "rtsp://topsecret@h"]
+)
+def test_secret_never_survives(url: str) -> None:
+    assert "topsecret" not in redact_url(url)
