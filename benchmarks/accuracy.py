@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from crowdwatch.core.density import DensityCalibration
+from crowdwatch.core.density import DensityCalibration, DensityMap
 from crowdwatch.detectors.catalog import default_models_dir, fetch
+from crowdwatch.detectors.density import DensityEstimator
 from crowdwatch.evaluation.counting import (
     Counter,
     ImageResult,
@@ -52,24 +53,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--raw-from", type=Path, default=None, help="rescore raw counts from an earlier CSV")
     p.add_argument("--out", type=Path, default=None, help="folder for <method>.csv and <method>.png")
     p.add_argument("--json", type=Path, default=None, help="write the summary here (list, one per method)")
+    p.add_argument("--save-maps", type=Path, default=None, help="density: save each map as <name>.npz here")
     return p
 
 
-def _counter(method: str, args: argparse.Namespace) -> tuple[Counter, str]:
+class _KeepLastMap:
+    """Wraps a density estimator to keep its last map, so that maps can be saved for offline
+    analysis (thresholds, zones) without running the network again."""
+
+    def __init__(self, inner: DensityEstimator) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.last: DensityMap | None = None
+
+    def estimate(self, image: npt.NDArray[np.uint8]) -> DensityMap:
+        self.last = self.inner.estimate(image)
+        return self.last
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _counter(method: str, args: argparse.Namespace) -> tuple[Counter, str, _KeepLastMap | None]:
     models_dir = args.models_dir or default_models_dir()
     if method == "density":
         from crowdwatch.detectors.density import CsrnetOnnxEstimator
 
         path = fetch(DENSITY_MODEL, models_dir)  # idempotent; builds the ONNX once
-        estimator = CsrnetOnnxEstimator(path, threads=args.threads, max_side=args.max_side)
-        return density_counter(estimator), DENSITY_MODEL
+        keeper = _KeepLastMap(CsrnetOnnxEstimator(path, threads=args.threads, max_side=args.max_side))
+        return density_counter(keeper), DENSITY_MODEL, keeper
     if method == "detector":
         from crowdwatch.config.detector import OnnxDetectorConfig
         from crowdwatch.detectors.registry import build_detector
 
         fetch(DETECTOR_MODEL, models_dir)
         config = OnnxDetectorConfig(model=DETECTOR_MODEL, threads=args.threads)
-        return detector_counter(build_detector(config, models_dir)), DETECTOR_MODEL
+        return detector_counter(build_detector(config, models_dir)), DETECTOR_MODEL, None
     # TODO(tiled): score the tiled detector once crowdwatch.detectors has one.
     raise SystemExit("method 'tiled' is not implemented yet: crowdwatch.detectors has no tiled detector")
 
@@ -157,10 +176,16 @@ def main(argv: list[str] | None = None) -> int:
             results = [r for r in read_results_csv(args.raw_from) if r.name in wanted]
             model = DENSITY_MODEL if method == "density" else DETECTOR_MODEL
         else:
-            counter, model = _counter(method, args)
+            counter, model, keeper = _counter(method, args)
             results = []
             for r in run_counter(folder, folder.select(frames, args.limit), counter):
                 results.append(r)
+                if args.save_maps is not None and keeper is not None and keeper.last is not None:
+                    args.save_maps.mkdir(parents=True, exist_ok=True)
+                    m = keeper.last
+                    np.savez(
+                        args.save_maps / f"{r.name}.npz", values=m.values, scale=m.scale, shape=m.image_shape
+                    )
                 print(f"{r.name}: true {r.true} raw {r.raw:.1f} ({r.ms:.0f} ms)", file=sys.stderr)
         if not results:
             raise SystemExit("no images selected")

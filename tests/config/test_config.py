@@ -431,6 +431,19 @@ BAD_CONFIGS = [
         id="calibration-points-out-of-order",
     ),
     pytest.param(
+        set_in(
+            "cameras.0.calibration",
+            # Ground rows far from the camera come closer together up the image: the horizon is
+            # the image line y = 100, and the plaza zone (y from 0 to 500) reaches above it.
+            {
+                "image_points": [[200, 1000], [1700, 1000], [1200, 400], [700, 400]],
+                "ground_points": [[0, 0], [10, 0], [10, 20], [0, 20]],
+            },
+        ),
+        ["cameras[0].zones[0].polygon: zone polygon crosses the horizon of the ground calibration"],
+        id="zone-above-the-horizon",
+    ),
+    pytest.param(
         set_in("bus", {"type": "kafka"}),
         ["bus.type: unknown type 'kafka' (use one of 'memory')"],
         id="unknown-bus-type",

@@ -242,7 +242,7 @@ def test_plain_path_to_an_existing_file(tmp_path: Path, filename: str, fmt: str)
 def test_plain_pt_path_is_refused_by_the_onnx_backend(tmp_path: Path) -> None:
     path = tmp_path / "my.pt"
     path.write_bytes(b"x")
-    with pytest.raises(UnknownModelError, match="not an .onnx file"):
+    with pytest.raises(UnknownModelError, match=r"not an \.onnx file"):
         resolve(str(path), tmp_path, "onnx")
 
 

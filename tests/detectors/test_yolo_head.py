@@ -22,7 +22,9 @@ def head(anchors: list[tuple[float, float, float, float, list[float]]], n: int =
     return out
 
 
-def run(output: np.ndarray, nc: int = 2, persons: frozenset[int] = frozenset({0, 1})) -> tuple:
+def run(
+    output: np.ndarray, nc: int = 2, persons: frozenset[int] = frozenset({0, 1})
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     d = postprocess(
         output,
         num_classes=nc,

@@ -11,6 +11,7 @@ from crowdwatch.config.base import FieldProblemsError, StrictModel
 from crowdwatch.config.geo import LocationConfig
 from crowdwatch.config.rules import RulesOverride
 from crowdwatch.core.geometry import fit_homography
+from crowdwatch.core.zones import GroundCalibration
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "file")
@@ -136,6 +137,23 @@ class CameraConfig(StrictModel):
                     (f"zones[{i}].id", f"zone id '{zone.id}' is already used by zones[{first[zone.id]}]")
                 )
             first.setdefault(zone.id, i)
+        if problems:
+            raise FieldProblemsError(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _zones_on_ground(self) -> Self:
+        # A zone reaching past the horizon has no meaningful area: fail at load time, not when
+        # the worker builds the zone.
+        if self.calibration is None:
+            return self
+        calibration = GroundCalibration.fit(self.calibration.image_points, self.calibration.ground_points)
+        problems: list[tuple[str, str]] = []
+        for i, zone in enumerate(self.zones):
+            try:
+                calibration.area_m2(zone.polygon)
+            except ValueError as exc:
+                problems.append((f"zones[{i}].polygon", str(exc)))
         if problems:
             raise FieldProblemsError(problems)
         return self

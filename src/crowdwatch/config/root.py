@@ -180,7 +180,7 @@ def parse_config(data: Any, source: str = "<config>") -> AppConfig:
     try:
         return AppConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(source, format_validation_error(err)) from None
+        problems = format_validation_error(err)
     # Raised outside the except block so that the ValidationError, which holds the input values
     # (camera URLs with credentials), is not even kept as __context__.
     raise ConfigError(source, problems)

@@ -80,7 +80,7 @@ class RulesConfig(StrictModel):
         None,
         gt=0,
         description="Fire early, without waiting for min_duration, when the count rises faster "
-        "than this many people per minute while at least half of enter_count are present.",
+        "than this many people per minute while at least exit_count people are present.",
     )
     rise_window_s: float = Field(30, gt=0, description="Time window over which the rise rate is measured.")
     smoothing: SmoothingConfig = Field(

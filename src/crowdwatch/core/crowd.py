@@ -98,7 +98,9 @@ class GatheringTracker:
         r = self.rules
         rise = self._rise_per_min(now, count)
         trigger = self._enter_trigger(count, density)
-        fast = r.rise_per_min is not None and rise >= r.rise_per_min and count >= r.enter_count / 2
+        # A rise only counts with at least exit_count present, or the new gathering would
+        # start clearing on the very next sample.
+        fast = r.rise_per_min is not None and rise >= r.rise_per_min and count >= r.exit_count
         rise_trigger = "" if r.rise_per_min is None else f"rise>={r.rise_per_min:g}/min"
 
         if self.phase is Phase.COOLDOWN:
