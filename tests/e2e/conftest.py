@@ -16,7 +16,7 @@ from .support import REPO
 def models_dir() -> Path:
     """The catalog models the pipeline uses, fetched once (idempotent, sha256-verified)."""
     path = default_models_dir()
-    fetch_models(("yolov8s-person-onnx",), path)
+    fetch_models(("yolov8s-person-onnx", "csrnet-density"), path)
     return path
 
 

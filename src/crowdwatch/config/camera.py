@@ -8,6 +8,7 @@ from typing import Literal, Self
 from pydantic import Field, field_validator, model_validator
 
 from crowdwatch.config.base import FieldProblemsError, StrictModel
+from crowdwatch.config.counting import CountingMethod, LinearCalibrationConfig
 from crowdwatch.config.geo import LocationConfig
 from crowdwatch.config.rules import RulesOverride
 from crowdwatch.core.geometry import fit_homography
@@ -63,6 +64,12 @@ class ZoneConfig(StrictModel):
         "(bottom-centre of the box) are inside."
     )
     rules: RulesOverride | None = Field(None, description="Changes to the global rules for this zone.")
+    method: CountingMethod = Field(
+        "auto",
+        description="How people are counted: detector (boxes, feet in zone), tiled (boxes on "
+        "enlarged overlapping tiles: far field), density (density map summed over the zone: "
+        "dense crowds), auto (detector while reliable, density in crowds).",
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -94,6 +101,9 @@ class CameraConfig(StrictModel):
     zones: list[ZoneConfig] = Field(min_length=1, description="Watched zones of this camera.")
     calibration: CalibrationConfig | None = Field(
         None, description="Ground calibration: gives zones an area in m2 and densities."
+    )
+    density_calibration: LinearCalibrationConfig | None = Field(
+        None, description="This camera's correction of the density count (else counting.density's)."
     )
     sample_every_s: float = Field(
         1.0, gt=0, description="Analyse one frame this often; frames in between are dropped."

@@ -18,6 +18,7 @@ from crowdwatch.config.backends import (
 from crowdwatch.config.base import FieldProblemsError, StrictModel
 from crowdwatch.config.camera import ID_PATTERN, CameraConfig
 from crowdwatch.config.centers import LEVEL_DEPTH, CenterConfig, RoutingConfig
+from crowdwatch.config.counting import CountingConfig
 from crowdwatch.config.detector import DetectorConfig, OnnxDetectorConfig
 from crowdwatch.config.rules import RulesConfig
 
@@ -32,6 +33,9 @@ class AppConfig(StrictModel):
     )
     centers: list[CenterConfig] = Field(
         min_length=1, description="Operations centers: districts, streets, communities."
+    )
+    counting: CountingConfig = Field(
+        default_factory=CountingConfig, description="Density model, auto switching and tiling."
     )
     routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Routing fallbacks.")
     bus: BusConfig = Field(default_factory=MemoryBusConfig, description="Event bus backend.")

@@ -1,14 +1,43 @@
-"""Per-camera analysis: detections -> zone counts -> smoothed counts -> gathering events."""
+"""Per-camera analysis: detector boxes and/or a density map -> zone counts -> smoothed counts ->
+gathering events. Each zone has its counting method (detector, tiled, density, auto)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from crowdwatch.core.auto_mode import AutoParams, AutoSwitch
 from crowdwatch.core.crowd import GatheringRules, GatheringTracker, Phase, ZoneIdentity
+from crowdwatch.core.density import DensityCalibration, DensityMap
+from crowdwatch.core.geometry import polygon_area
 from crowdwatch.core.smoothing import Smoother
 from crowdwatch.core.types import CountMethod, CrowdEvent, Detections, GeoPoint, ZoneCount
 from crowdwatch.core.zones import Zone
+
+ZoneMethod = str  # "detector" | "tiled" | "density" | "auto"
+METHODS = ("detector", "tiled", "density", "auto")
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneSpec:
+    zone: Zone
+    rules: GatheringRules
+    method: ZoneMethod = "detector"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"zone {self.zone.zone_id}: unknown counting method {self.method!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class FrameInputs:
+    """What the models produced for one frame. Only what the plan asked for is present."""
+
+    detections: Detections | None = None
+    tiled: Detections | None = None
+    density: DensityMap | None = None
+    detector_model: str = ""
+    density_model: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,58 +61,111 @@ class AnalysisResult:
     events: tuple[CrowdEvent, ...]
 
 
-class _ZoneLane:
-    def __init__(self, zone: Zone, smoother: Smoother, tracker: GatheringTracker) -> None:
-        self.zone = zone
-        self.smoother = smoother
-        self.tracker = tracker
+@dataclass(slots=True)
+class _Lane:
+    spec: ZoneSpec
+    smoother: Smoother
+    tracker: GatheringTracker
+    auto: AutoSwitch | None = None
+    mode: CountMethod = "detector"
+    frame_share: float = field(default=0.0)
 
 
 class CameraAnalysis:
-    """Owns the zones of one camera with their smoothers and gathering trackers."""
+    """Owns the zones of one camera with their smoothers, mode switches and trackers."""
 
     def __init__(
         self,
         camera_id: str,
         location: GeoPoint,
-        zones: Sequence[tuple[Zone, GatheringRules]],
+        zones: Sequence[ZoneSpec],
         smoother_factory: Callable[[], Smoother],
+        *,
+        auto: AutoParams | None = None,
+        density_calibration: DensityCalibration | None = None,
     ) -> None:
         self.camera_id = camera_id
-        self._lanes = [
-            _ZoneLane(
-                zone,
+        self._calibration = density_calibration or DensityCalibration()
+        self._lanes = []
+        for spec in zones:
+            lane = _Lane(
+                spec,
                 smoother_factory(),
-                GatheringTracker(ZoneIdentity(camera_id, zone.zone_id, location), rules),
+                GatheringTracker(ZoneIdentity(camera_id, spec.zone.zone_id, location), spec.rules),
+                AutoSwitch(auto or AutoParams()) if spec.method == "auto" else None,
             )
-            for zone, rules in zones
-        ]
+            lane.mode = (
+                "density" if spec.method == "density" else "tiled" if spec.method == "tiled" else "detector"
+            )
+            self._lanes.append(lane)
 
     @property
     def zone_ids(self) -> list[str]:
-        return [lane.zone.zone_id for lane in self._lanes]
+        return [lane.spec.zone.zone_id for lane in self._lanes]
 
-    def update(self, ts: float, detections: Detections, model: str) -> AnalysisResult:
+    @property
+    def needs_detector(self) -> bool:
+        return any(lane.spec.method in ("detector", "auto") for lane in self._lanes)
+
+    @property
+    def may_need_density(self) -> bool:
+        return any(lane.spec.method in ("density", "auto") for lane in self._lanes)
+
+    def tiled_zones(self) -> list[Zone]:
+        return [lane.spec.zone for lane in self._lanes if lane.spec.method == "tiled"]
+
+    def plan_density(self, ts: float, detections: Detections | None) -> bool:
+        """Whether this frame needs a density map; settles each auto zone's mode first."""
+        need = False
+        for lane in self._lanes:
+            if lane.auto is not None:
+                in_zone = _in_zone(lane.spec.zone, detections)
+                lane.mode = lane.auto.before_density(ts, in_zone)
+            need |= lane.mode == "density"
+        return need
+
+    def update(self, ts: float, inputs: FrameInputs, frame_size: tuple[int, int]) -> AnalysisResult:
+        """`frame_size` is (width, height): the density calibration's background offset is
+        shared out by each zone's share of the frame."""
         counts: list[ZoneCount] = []
         states: list[ZoneState] = []
         events: list[CrowdEvent] = []
+        frame_area = float(frame_size[0] * frame_size[1])
         for lane in self._lanes:
-            raw = float(lane.zone.count(detections))
+            zone = lane.spec.zone
+            raw, model = self._count(lane, inputs, frame_area)
+            if lane.auto is not None and lane.mode == "density":
+                lane.auto.after_density(ts, raw)
             smoothed = lane.smoother.update(raw)
-            density = lane.zone.density(smoothed)
-            zc = ZoneCount(self.camera_id, lane.zone.zone_id, ts, smoothed, density, "detector")
+            density = zone.density(smoothed)
+            zc = ZoneCount(self.camera_id, zone.zone_id, ts, smoothed, density, lane.mode)
             counts.append(zc)
             events.extend(lane.tracker.observe(zc, model))
             states.append(
                 ZoneState(
-                    self.camera_id,
-                    lane.zone.zone_id,
-                    raw,
-                    smoothed,
-                    density,
-                    "detector",
-                    lane.tracker.phase,
-                    ts,
+                    self.camera_id, zone.zone_id, raw, smoothed, density, lane.mode, lane.tracker.phase, ts
                 )
             )
         return AnalysisResult(tuple(counts), tuple(states), tuple(events))
+
+    def _count(self, lane: _Lane, inputs: FrameInputs, frame_area: float) -> tuple[float, str]:
+        zone = lane.spec.zone
+        if lane.mode == "density":
+            if inputs.density is None:
+                raise ValueError(f"zone {zone.zone_id} counts by density but no density map was computed")
+            share = polygon_area(zone.polygon) / frame_area if frame_area > 0 else 1.0
+            raw = self._calibration.apply(inputs.density.integrate_polygon(zone.polygon), min(share, 1.0))
+            return max(raw, 0.0), inputs.density_model
+        if lane.mode == "tiled":
+            if inputs.tiled is None:
+                raise ValueError(f"zone {zone.zone_id} counts tiled boxes but none were computed")
+            return float(zone.count(inputs.tiled)), inputs.detector_model
+        if inputs.detections is None:
+            raise ValueError(f"zone {zone.zone_id} counts boxes but the detector did not run")
+        return float(zone.count(inputs.detections)), inputs.detector_model
+
+
+def _in_zone(zone: Zone, detections: Detections | None) -> Detections:
+    if detections is None or len(detections) == 0:
+        return Detections.empty()
+    return detections[zone.contains(detections.feet())]

@@ -18,7 +18,8 @@ class NoSmoothing:
 
 
 class MedianSmoother:
-    """Median of the last `window` values: removes single-frame spikes; lags a step change by (window-1)/2 samples."""
+    """Median of the last `window` values: removes single-frame spikes; lags a step change
+    by (window-1)/2 samples."""
 
     def __init__(self, window: int) -> None:
         if window < 1:

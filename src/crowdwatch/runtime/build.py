@@ -5,9 +5,12 @@ from __future__ import annotations
 from functools import partial
 
 from crowdwatch.config.camera import CameraConfig
+from crowdwatch.config.counting import CountingConfig
 from crowdwatch.config.rules import RulesConfig
-from crowdwatch.core.analysis import CameraAnalysis
+from crowdwatch.core.analysis import CameraAnalysis, ZoneSpec
+from crowdwatch.core.auto_mode import AutoParams
 from crowdwatch.core.crowd import GatheringRules
+from crowdwatch.core.density import DensityCalibration
 from crowdwatch.core.severity import SeverityBands, count_bands_for
 from crowdwatch.core.smoothing import make_smoother
 from crowdwatch.core.zones import GroundCalibration, make_zone
@@ -41,20 +44,41 @@ def gathering_rules(cfg: RulesConfig) -> GatheringRules:
     )
 
 
-def camera_analysis(camera: CameraConfig, rules: RulesConfig) -> CameraAnalysis:
-    calibration = (
+def auto_params(counting: CountingConfig) -> AutoParams:
+    a = counting.auto
+    return AutoParams(
+        to_density_count=a.to_density_count,
+        to_detector_count=a.to_detector_count,
+        small_person_px=a.small_person_px,
+        min_dwell_s=a.min_dwell_s,
+    )
+
+
+def density_calibration(camera: CameraConfig, counting: CountingConfig) -> DensityCalibration:
+    cal = camera.density_calibration or counting.density.calibration
+    return DensityCalibration(a=cal.scale, b=cal.offset, camera_id=camera.id)
+
+
+def camera_analysis(camera: CameraConfig, rules: RulesConfig, counting: CountingConfig) -> CameraAnalysis:
+    ground = (
         GroundCalibration.fit(camera.calibration.image_points, camera.calibration.ground_points)
         if camera.calibration is not None
         else None
     )
-    zones = []
+    specs = []
     for zone_cfg in camera.zones:
         zone_rules = zone_cfg.rules.apply(rules) if zone_cfg.rules is not None else rules
-        zones.append((make_zone(zone_cfg.id, zone_cfg.polygon, calibration), gathering_rules(zone_rules)))
+        specs.append(
+            ZoneSpec(
+                make_zone(zone_cfg.id, zone_cfg.polygon, ground), gathering_rules(zone_rules), zone_cfg.method
+            )
+        )
     sm = rules.smoothing
     return CameraAnalysis(
         camera.id,
         camera.location.point(),
-        zones,
+        specs,
         partial(make_smoother, sm.method, sm.window, sm.alpha),
+        auto=auto_params(counting),
+        density_calibration=density_calibration(camera, counting),
     )

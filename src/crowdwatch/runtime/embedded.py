@@ -22,18 +22,19 @@ from crowdwatch.bus.memory import MemoryBus
 from crowdwatch.config.camera import CameraConfig
 from crowdwatch.config.root import AppConfig
 from crowdwatch.core.alerts import AlertChange
-from crowdwatch.core.analysis import AnalysisResult
-from crowdwatch.core.types import CameraStatusEvent, Detections, Frame
+from crowdwatch.core.analysis import AnalysisResult, FrameInputs
+from crowdwatch.core.types import CameraStatusEvent, Frame
 from crowdwatch.detectors.base import Detector
-from crowdwatch.detectors.registry import build_detector
+from crowdwatch.detectors.density import DensityEstimator
 from crowdwatch.ingest.base import Source, StatusCallback
 from crowdwatch.ingest.opencv import OpenCVSource
 from crowdwatch.runtime.build import camera_analysis
 from crowdwatch.runtime.events_log import EventsLog
 from crowdwatch.runtime.live import LiveState
 from crowdwatch.runtime.metrics import WorkerMetrics
+from crowdwatch.runtime.models import ModelSet
 from crowdwatch.runtime.publisher import EventPublisher
-from crowdwatch.runtime.worker import CameraWorker, SharedDetector
+from crowdwatch.runtime.worker import CameraWorker
 from crowdwatch.store.base import StoreUpdate
 from crowdwatch.store.memory import MemoryAlertStore
 
@@ -56,6 +57,7 @@ class EmbeddedApp:
         events_out: Path | None = None,
         clock: Callable[[], float] = time.time,
         detector: Detector | None = None,
+        density: DensityEstimator | None = None,
         models_dir: Path | None = None,
         source_factory: SourceFactory = _opencv_source,
     ) -> None:
@@ -81,8 +83,8 @@ class EmbeddedApp:
             self.store.subscribe(self._on_store_update)
 
         publisher = EventPublisher(self.bus)
-        self.detector = SharedDetector(
-            detector if detector is not None else build_detector(config.detector, models_dir)
+        self.models = ModelSet(
+            config.detector, config.counting, models_dir, detector=detector, density=density
         )
         metrics = WorkerMetrics(self.registry)
         self.workers: list[CameraWorker] = []
@@ -96,13 +98,17 @@ class EmbeddedApp:
             self.workers.append(
                 CameraWorker(
                     source,
-                    self.detector,
-                    camera_analysis(cam, config.rules),
+                    self.models,
+                    camera_analysis(cam, config.rules, config.counting),
                     publisher.crowd,
                     on_result=self._on_result,
                     metrics=metrics,
                 )
             )
+        self.models.load(
+            detector=any(w.needs_detector for w in self.workers),
+            density=any(w.may_need_density for w in self.workers),
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -140,7 +146,7 @@ class EmbeddedApp:
             self._drain_events_log(0.0)
             self._log_consumer.close()
         self.alerting.close()
-        self.detector.close()
+        self.models.close()
         self.refresh_live()
         if self._events_log is not None:
             self._events_log.close()
@@ -192,7 +198,7 @@ class EmbeddedApp:
 
         return on_status
 
-    def _on_result(self, frame: Frame, detections: Detections, result: AnalysisResult) -> None:
+    def _on_result(self, frame: Frame, inputs: FrameInputs, result: AnalysisResult) -> None:
         self.live.update_zones(result.states)
 
     def _on_store_update(self, update: StoreUpdate) -> None:
@@ -214,7 +220,8 @@ class EmbeddedApp:
             self._drain_events_log(0.2)
 
     def _drain_events_log(self, timeout: float) -> None:
-        assert self._log_consumer is not None and self._events_log is not None
+        assert self._log_consumer is not None
+        assert self._events_log is not None
         while True:
             batch = self._log_consumer.poll(timeout)
             if not batch:

@@ -8,16 +8,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from crowdwatch.core.analysis import AnalysisResult, CameraAnalysis
-from crowdwatch.core.types import CrowdEvent, Detections, Frame
-from crowdwatch.detectors.base import Detector
+import numpy as np
+
+from crowdwatch.core.analysis import AnalysisResult, CameraAnalysis, FrameInputs
+from crowdwatch.core.types import CrowdEvent, Frame
+from crowdwatch.core.zones import Zone
+from crowdwatch.detectors.tiled import Region
 from crowdwatch.ingest.base import Source
 from crowdwatch.runtime.metrics import WorkerMetrics
+from crowdwatch.runtime.models import ModelSet
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[CrowdEvent], None]
-ResultSink = Callable[[Frame, Detections, AnalysisResult], None]
+ResultSink = Callable[[Frame, FrameInputs, AnalysisResult], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,29 +33,11 @@ class WorkerStats:
     last_error: str | None
 
 
-class SharedDetector:
-    """Serialises calls into one model shared by every camera of a worker: on a CPU box two
-    cameras inferring at once only thrash the same cores, and some backends are not
-    thread-safe."""
-
-    def __init__(self, detector: Detector) -> None:
-        self._detector = detector
-        self._lock = threading.Lock()
-        self.name = detector.name
-
-    def detect(self, frame: Frame) -> Detections:
-        with self._lock:
-            return self._detector.detect(frame.image)
-
-    def close(self) -> None:
-        self._detector.close()
-
-
 class CameraWorker:
     def __init__(
         self,
         source: Source,
-        detector: SharedDetector,
+        models: ModelSet,
         analysis: CameraAnalysis,
         publish: EventSink,
         *,
@@ -61,7 +47,8 @@ class CameraWorker:
     ) -> None:
         self.camera_id = source.camera_id
         self._source = source
-        self._detector = detector
+        self._models = models
+        self._tiled_region = _union_box(analysis.tiled_zones())
         self._analysis = analysis
         self._publish = publish
         self._on_result = on_result
@@ -75,6 +62,14 @@ class CameraWorker:
         self._errors = 0
         self._last_error: str | None = None
         self.finished = threading.Event()
+
+    @property
+    def needs_detector(self) -> bool:
+        return self._analysis.needs_detector or self._tiled_region is not None
+
+    @property
+    def may_need_density(self) -> bool:
+        return self._analysis.may_need_density
 
     def start(self) -> None:
         self._source.start()
@@ -95,9 +90,13 @@ class CameraWorker:
     def process(self, frame: Frame) -> AnalysisResult:
         """One frame through detect -> count -> rules -> publish (also used directly by tests)."""
         t0 = time.perf_counter()
-        detections = self._detector.detect(frame)
+        analysis, models, image = self._analysis, self._models, frame.image
+        detections = models.detect(image) if analysis.needs_detector else None
+        tiled = models.detect_tiled(image, self._tiled_region) if self._tiled_region else None
+        density = models.density(image) if analysis.plan_density(frame.ts, detections) else None
         ms = (time.perf_counter() - t0) * 1000.0
-        result = self._analysis.update(frame.ts, detections, self._detector.name)
+        inputs = FrameInputs(detections, tiled, density, models.detector_name, models.density_name)
+        result = analysis.update(frame.ts, inputs, (frame.width, frame.height))
         for event in result.events:
             self._publish(event)
         self._frames += 1
@@ -106,7 +105,7 @@ class CameraWorker:
         if self._metrics is not None:
             self._metrics.observe(self.camera_id, ms / 1000.0, result)
         if self._on_result is not None:
-            self._on_result(frame, detections, result)
+            self._on_result(frame, inputs, result)
         return result
 
     def _run(self) -> None:
@@ -128,3 +127,13 @@ class CameraWorker:
                         self._metrics.errors.labels(camera=self.camera_id).inc()
         finally:
             self.finished.set()
+
+
+def _union_box(zones: list[Zone]) -> Region | None:
+    """One region around every tiled zone: tiles are cut once per frame, not once per zone."""
+    if not zones:
+        return None
+    pts = np.concatenate([z.polygon for z in zones])
+    x0, y0 = np.floor(pts.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(pts.max(axis=0)).astype(int)
+    return int(x0), int(y0), int(x1), int(y1)

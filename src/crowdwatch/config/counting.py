@@ -1,0 +1,88 @@
+"""How zones are counted: boxes, tiled boxes, density maps, or automatic switching."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from crowdwatch.config.base import StrictModel
+
+CountingMethod = Literal["detector", "tiled", "density", "auto"]
+
+
+class LinearCalibrationConfig(StrictModel):
+    """count = scale x raw + offset x (zone's share of the frame). Fit it with
+    `benchmarks/fit_density_calibration.py` on labeled frames that are not used for testing."""
+
+    scale: float = Field(1.0, gt=0, description="Multiplies the raw density integral.")
+    offset: float = Field(
+        0.0,
+        description="Background bias for the whole frame (negative removes phantom people); "
+        "a zone gets the share of it that matches its share of the frame.",
+    )
+
+
+class DensityConfig(StrictModel):
+    model: str = Field("csrnet-density", description="Density model: a catalog name or an ONNX path.")
+    threads: int = Field(0, ge=0, description="ONNX Runtime threads; 0 = one per core.")
+    max_side: int | None = Field(
+        1024,
+        ge=64,
+        description="Shrink larger frames to this longest side first (cost grows "
+        "with pixels; the integral is preserved). null = never shrink.",
+    )
+    calibration: LinearCalibrationConfig = Field(
+        default_factory=LinearCalibrationConfig,
+        description="Default correction of the raw integral; cameras may set their own.",
+    )
+
+
+class AutoConfig(StrictModel):
+    """`auto` counts with boxes while they are reliable and switches to density in crowds."""
+
+    to_density_count: float = Field(
+        15,
+        gt=0,
+        description="Switch to density when the detector sees this many in the zone "
+        "(beyond ~15 people in view, occlusion makes boxes undercount).",
+    )
+    to_detector_count: float = Field(
+        8, ge=0, description="Switch back when the density count falls below this (lower: hysteresis)."
+    )
+    small_person_px: float = Field(
+        28,
+        ge=0,
+        description="Also switch to density when the median box height in the zone is "
+        "below this many pixels (far field: small people are missed).",
+    )
+    min_dwell_s: float = Field(
+        10, ge=0, description="Stay at least this long in a mode before switching back."
+    )
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> Self:
+        if self.to_detector_count >= self.to_density_count:
+            raise ValueError(
+                f"to_detector_count ({self.to_detector_count:g}) must be below to_density_count "
+                f"({self.to_density_count:g})"
+            )
+        return self
+
+
+class TilesConfig(StrictModel):
+    size: int = Field(640, ge=64, description="Tile side in pixels (the model's input size).")
+    overlap: float = Field(0.2, ge=0, lt=0.9, description="Fraction by which neighbouring tiles overlap.")
+    upscale: float = Field(
+        2.0,
+        ge=1,
+        le=4,
+        description="Enlarge the zone's area this much before tiling, so that "
+        "small far-field people reach a size the model sees.",
+    )
+
+
+class CountingConfig(StrictModel):
+    density: DensityConfig = Field(default_factory=DensityConfig, description="Density model settings.")
+    auto: AutoConfig = Field(default_factory=AutoConfig, description="Automatic switching.")
+    tiles: TilesConfig = Field(default_factory=TilesConfig, description="Tiled detection.")
