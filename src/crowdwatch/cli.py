@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate-config", help="check a configuration file and report every problem")
     val.add_argument("config", type=Path)
 
+    sub.add_parser("config-reference", help="print the configuration reference (markdown)")
+
     models = sub.add_parser("models", help="list or fetch detector models", add_help=False)
     models.add_argument("rest", nargs=argparse.REMAINDER)
     return p
@@ -55,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         return _validate(args.config)
     if args.command == "run":
         return _run(args)
+    if args.command == "config-reference":
+        from crowdwatch.config.reference import config_reference
+
+        sys.stdout.write(config_reference())
+        return 0
     return 2
 
 

@@ -95,8 +95,9 @@ class OnnxDetector:
             raise DetectorClosedError(f"detector {self.name} is closed")
         check_image(image)
         boxed = letterbox(image, self.input_size)
-        # BGR HWC uint8 -> RGB NCHW scaled to 0..1, as the model was trained.
-        blob = boxed.image[None, :, :, ::-1].transpose(0, 3, 1, 2).astype(np.float32)
+        # BGR HWC uint8 -> RGB NCHW scaled to 0..1, as the model was trained; C order because
+        # astype would otherwise keep the transposed strides and ONNX Runtime copy them again.
+        blob = boxed.image[None, :, :, ::-1].transpose(0, 3, 1, 2).astype(np.float32, order="C")
         blob *= np.float32(1.0 / 255.0)
         if self._fp16_input:
             blob = blob.astype(np.float16)

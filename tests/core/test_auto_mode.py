@@ -1,0 +1,68 @@
+"""`auto` counting: switches to density in crowds and back, with hysteresis and dwell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crowdwatch.core.auto_mode import AutoParams, AutoSwitch
+from crowdwatch.core.types import Detections
+
+
+def boxes(n: int, height: float = 80.0) -> Detections:
+    xyxy = np.array([[10 * i, 100, 10 * i + 20, 100 + height] for i in range(n)], dtype=np.float32)
+    return Detections(xyxy.reshape(-1, 4), np.full(n, 0.9, np.float32), np.zeros(n, np.int32))
+
+
+PARAMS = AutoParams(to_density_count=15, to_detector_count=8, small_person_px=28, min_dwell_s=10)
+
+
+@pytest.mark.parametrize(
+    ("n", "height", "expected"),
+    [
+        (0, 80, "detector"),
+        (14, 80, "detector"),
+        (15, 80, "density"),
+        (40, 80, "density"),
+        (8, 20, "density"),  # small people: the detector misses most of them
+        (7, 20, "detector"),  # ...but a handful of small boxes is not a crowd
+        (8, 28, "detector"),  # at the size limit: still reliable
+    ],
+)
+def test_first_decision(n: int, height: float, expected: str) -> None:
+    assert AutoSwitch(PARAMS).before_density(0.0, boxes(n, height)) == expected
+
+
+def test_back_to_detector_below_lower_threshold_after_dwell() -> None:
+    sw = AutoSwitch(PARAMS)
+    assert sw.before_density(0.0, boxes(20)) == "density"
+    sw.after_density(5.0, 3.0)  # few people, but the dwell has not passed
+    assert sw.mode == "density"
+    sw.after_density(10.0, 8.0)  # dwell passed, but 8 is not below 8
+    assert sw.mode == "density"
+    sw.after_density(10.0, 7.9)
+    assert sw.mode == "detector"
+
+
+def test_hysteresis_band_keeps_the_current_mode() -> None:
+    sw = AutoSwitch(PARAMS)
+    for t, n in [(0, 12), (20, 14), (40, 9)]:
+        assert sw.before_density(float(t), boxes(n)) == "detector"
+    assert sw.before_density(60.0, boxes(15)) == "density"
+    for t, c in [(80.0, 14.0), (100.0, 9.0), (120.0, 8.0)]:
+        sw.after_density(t, c)
+        assert sw.mode == "density"
+
+
+def test_dwell_blocks_an_immediate_switch_back_to_density() -> None:
+    sw = AutoSwitch(PARAMS)
+    sw.before_density(0.0, boxes(20))
+    sw.after_density(10.0, 2.0)
+    assert sw.mode == "detector"
+    assert sw.before_density(15.0, boxes(30)) == "detector"  # 5 s after the switch
+    assert sw.before_density(20.0, boxes(30)) == "density"
+
+
+def test_params_refuse_inverted_thresholds() -> None:
+    with pytest.raises(ValueError, match="hysteresis"):
+        AutoParams(to_density_count=8, to_detector_count=8)

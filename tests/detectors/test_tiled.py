@@ -1,0 +1,89 @@
+"""Tiled detection: tiles cover the region, boxes map back to image pixels, seams merge."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from crowdwatch.core.types import Detections
+from crowdwatch.detectors.tiled import TiledDetector, tile_origins
+
+
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap", "expected"),
+    [
+        (100, 320, 0.2, [0]),
+        (320, 320, 0.2, [0]),
+        (500, 320, 0.2, [0, 180]),
+        (640, 320, 0.25, [0, 240, 320]),
+        (1000, 320, 0.0, [0, 320, 640, 680]),
+    ],
+)
+def test_tile_origins_cover_everything(length: int, tile: int, overlap: float, expected: list[int]) -> None:
+    starts = tile_origins(length, tile, overlap)
+    assert starts == expected
+    assert starts[0] == 0
+    assert min(starts[-1] + tile, length) == length
+
+
+class Painted:
+    """A fake detector that 'sees' white rectangles painted on a black image."""
+
+    name = "painted"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> Detections:
+        self.calls.append(image.shape[:2])
+        mask = image[:, :, 0] > 127
+        ys, xs = np.nonzero(mask)
+        if len(xs) == 0:
+            return Detections.empty()
+        # One box per connected column run is enough for these tests: label by x gaps.
+        boxes = []
+        order = np.unique(xs)
+        groups = np.split(order, np.nonzero(np.diff(order) > 1)[0] + 1)
+        for g in groups:
+            sel = np.isin(xs, g)
+            boxes.append([xs[sel].min(), ys[sel].min(), xs[sel].max() + 1, ys[sel].max() + 1])
+        n = len(boxes)
+        return Detections(np.array(boxes, np.float32), np.full(n, 0.9, np.float32), np.zeros(n, np.int32))
+
+    def close(self) -> None:
+        pass
+
+
+def image_with_people(*rects: tuple[int, int, int, int]) -> npt.NDArray[np.uint8]:
+    img = np.zeros((400, 600, 3), np.uint8)
+    for x0, y0, x1, y1 in rects:
+        img[y0:y1, x0:x1] = 255
+    return img
+
+
+def test_boxes_come_back_in_image_pixels() -> None:
+    det = TiledDetector(Painted(), tile=200, overlap=0.25, upscale=2.0)
+    out = det.detect(image_with_people((30, 40, 40, 70)))
+    assert len(out) == 1
+    np.testing.assert_allclose(out.xyxy[0], [30, 40, 40, 70], atol=1.0)
+
+
+def test_person_on_a_seam_is_counted_once() -> None:
+    # Tiles of 100 px source (200 / upscale 2) starting at 0, 75, ...: x 90..110 straddles seams.
+    det = TiledDetector(Painted(), tile=200, overlap=0.25, upscale=2.0)
+    out = det.detect(image_with_people((90, 50, 110, 90), (300, 200, 310, 240)))
+    assert len(out) == 2
+
+
+def test_region_limits_the_work_and_offsets_boxes() -> None:
+    painted = Painted()
+    det = TiledDetector(painted, tile=200, overlap=0.2, upscale=2.0)
+    out = det.detect(image_with_people((430, 310, 440, 350), (20, 20, 30, 60)), region=(400, 300, 600, 400))
+    assert len(out) == 1  # the person outside the region is not looked at
+    np.testing.assert_allclose(out.xyxy[0], [430, 310, 440, 350], atol=1.0)
+    assert all(h <= 200 and w <= 200 for h, w in painted.calls)
+
+
+def test_empty_region_gives_no_boxes() -> None:
+    assert len(TiledDetector(Painted()).detect(image_with_people(), region=(10, 10, 10, 50))) == 0
