@@ -34,7 +34,10 @@ def uniform_density(per_cell: float) -> DensityMap:
 
 def analysis(*specs: ZoneSpec, calibration: DensityCalibration | None = None) -> CameraAnalysis:
     return CameraAnalysis(
-        "cam", GeoPoint(30.0, 120.0), specs, NoSmoothing,
+        "cam",
+        GeoPoint(30.0, 120.0),
+        specs,
+        NoSmoothing,
         auto=AutoParams(to_density_count=4, to_detector_count=2, small_person_px=0, min_dwell_s=0),
         density_calibration=calibration,
     )

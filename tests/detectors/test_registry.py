@@ -56,6 +56,7 @@ def test_session_options_are_tuned_for_cpu() -> None:
     assert opts.intra_op_num_threads == 2
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert opts.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 @pytest.mark.parametrize(

@@ -65,8 +65,12 @@ def config(clip: Path, polygon: list[list[int]], calibration: dict[str, float]) 
         ],
         "rules": RULES,
         "centers": [
-            {"id": "d", "name": "District", "level": "district",
-             "boundary": {"type": "Polygon", "coordinates": [box]}},
+            {
+                "id": "d",
+                "name": "District",
+                "level": "district",
+                "boundary": {"type": "Polygon", "coordinates": [box]},
+            },
         ],
         "metrics": {"enabled": False},
     }

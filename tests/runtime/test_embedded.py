@@ -23,17 +23,38 @@ def box(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
 def config(**rules: Any) -> dict[str, Any]:
     return {
         "cameras": [
-            {"id": "cam-a", "url": "a.mp4", "location": {"lat": 30.015, "lon": 120.02},
-             "zones": [{"id": "z", "polygon": SQUARE, "method": "detector"}]},
+            {
+                "id": "cam-a",
+                "url": "a.mp4",
+                "location": {"lat": 30.015, "lon": 120.02},
+                "zones": [{"id": "z", "polygon": SQUARE, "method": "detector"}],
+            },
         ],
-        "rules": {"enter_count": 5, "exit_count": 3, "min_duration_s": 2, "clear_after_s": 2,
-                  "update_every_s": 100, "cooldown_s": 0, "enter_density": None,
-                  "smoothing": {"method": "none"}} | rules,
+        "rules": {
+            "enter_count": 5,
+            "exit_count": 3,
+            "min_duration_s": 2,
+            "clear_after_s": 2,
+            "update_every_s": 100,
+            "cooldown_s": 0,
+            "enter_density": None,
+            "smoothing": {"method": "none"},
+        }
+        | rules,
         "centers": [
-            {"id": "dist", "name": "District", "level": "district", "boundary": {"type": "Polygon",
-             "coordinates": [box(120.0, 30.0, 120.1, 30.1)]}},
-            {"id": "south", "name": "South", "level": "street", "parent": "dist",
-             "boundary": {"type": "Polygon", "coordinates": [box(120.0, 30.0, 120.05, 30.03)]}},
+            {
+                "id": "dist",
+                "name": "District",
+                "level": "district",
+                "boundary": {"type": "Polygon", "coordinates": [box(120.0, 30.0, 120.1, 30.1)]},
+            },
+            {
+                "id": "south",
+                "name": "South",
+                "level": "street",
+                "parent": "dist",
+                "boundary": {"type": "Polygon", "coordinates": [box(120.0, 30.0, 120.05, 30.03)]},
+            },
         ],
         "metrics": {"enabled": False},
     }
@@ -45,8 +66,11 @@ COUNTS = [0, 1, 6, 6, 6, 6, 6, 1, 1, 1, 1, 0]
 def run(tmp_path: Path, detector: CountingDetector, registry: CollectorRegistry | None = None) -> EmbeddedApp:
     sources = {"cam-a": ScriptedSource("cam-a", len(COUNTS))}
     app = EmbeddedApp(
-        parse_config(config()), events_out=tmp_path / "events.jsonl", detector=detector,
-        source_factory=scripted_factory(sources), registry=registry,
+        parse_config(config()),
+        events_out=tmp_path / "events.jsonl",
+        detector=detector,
+        source_factory=scripted_factory(sources),
+        registry=registry,
     )
     with app:
         app.run(duration=60)
@@ -86,9 +110,12 @@ def test_live_state_and_metrics_follow_the_frames(tmp_path: Path) -> None:
     (zone,) = app.live.zones()
     assert zone.count == COUNTS[-1]
     assert registry.get_sample_value("crowdwatch_frames_analysed_total", {"camera": "cam-a"}) == len(COUNTS)
-    assert registry.get_sample_value(
-        "crowdwatch_events_total", {"camera": "cam-a", "type": "crowd.gathering.started"}
-    ) == 1
+    assert (
+        registry.get_sample_value(
+            "crowdwatch_events_total", {"camera": "cam-a", "type": "crowd.gathering.started"}
+        )
+        == 1
+    )
 
 
 def test_a_frame_that_breaks_the_model_is_skipped_and_counted(tmp_path: Path) -> None:

@@ -36,7 +36,11 @@ def _type_name(annotation: Any) -> str:
     if annotation is type(None):
         return "null"
     if isinstance(annotation, type):
-        return annotation.__name__.removesuffix("Config") if issubclass(annotation, BaseModel) else annotation.__name__
+        return (
+            annotation.__name__.removesuffix("Config")
+            if issubclass(annotation, BaseModel)
+            else annotation.__name__
+        )
     return str(annotation)
 
 
