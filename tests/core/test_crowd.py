@@ -497,9 +497,7 @@ RISE = "rise>=20/min"
             RISE,
             id="fires-from-pending-before-min-duration",
         ),
-        pytest.param(
-            {"rise_per_min": 10}, [(0, 0), *hold(1, 60, 5.9)], [], None, id="below-exit-count"
-        ),
+        pytest.param({"rise_per_min": 10}, [(0, 0), *hold(1, 60, 5.9)], [], None, id="below-exit-count"),
         pytest.param(
             {"rise_per_min": 10},
             [(0, 0), *hold(1, 15, 6)],

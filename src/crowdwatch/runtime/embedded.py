@@ -163,7 +163,8 @@ class EmbeddedApp:
 
     def refresh_live(self) -> None:
         for worker in self.workers:
-            src = self.sources[worker.camera_id].stats()
+            source = self.sources[worker.camera_id]
+            src = source.stats()
             ws = worker.stats()
             changes: dict[str, object] = {
                 "decode_fps": src.fps,
@@ -172,7 +173,7 @@ class EmbeddedApp:
                 "decode_errors": src.decode_errors,
                 "detect_ms": ws.detect_ms_avg,
             }
-            if worker.finished.is_set():
+            if worker.finished.is_set() and source.ended:
                 changes["status"] = "ended"
             elif src.online and self._camera_status(worker.camera_id) in ("starting", "offline"):
                 changes["status"] = "online"
