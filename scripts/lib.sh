@@ -14,7 +14,7 @@ ensure_uv() {
   local dir="$ROOT/.cache/uv-$UV_VERSION"
   if [ ! -x "$dir/bin/uv" ]; then
     say "installing uv $UV_VERSION from PyPI into $dir"
-    python3 -m pip install --quiet --disable-pip-version-check --target "$dir" "uv==$UV_VERSION"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$dir" "uv==$UV_VERSION"
   fi
   UV="$dir/bin/uv"
 }

@@ -1,0 +1,113 @@
+"""Detector speed and plaza-clip counts, every backend side by side in one run.
+
+    .venv/bin/python benchmarks/detector_speed.py [--repeat 10] [--threads 0] [--json FILE]
+
+For each backend (ONNX Runtime and Ultralytics/PyTorch, CPU or CUDA as available) it times
+`detect()` on the hand-counted frames of assets/vtest_plaza.mp4 (768x576) after a warm-up,
+and counts people in the demo's `plaza` zone against the hand counts that the end-to-end test
+uses. The two backends run interleaved, so machine load hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import yaml
+
+from crowdwatch.config.detector import OnnxDetectorConfig, UltralyticsDetectorConfig
+from crowdwatch.config.root import parse_config
+from crowdwatch.core.zones import make_zone
+from crowdwatch.detectors.base import Detector
+from crowdwatch.detectors.registry import build_detector
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = REPO / "assets" / "vtest_plaza.mp4"
+HAND_COUNTS = {100: 6, 300: 6, 500: 4, 700: 7}  # same as tests/e2e/test_plaza_clip.py
+
+
+def frames(indices: set[int]) -> dict[int, npt.NDArray[np.uint8]]:
+    cap = cv2.VideoCapture(str(CLIP))
+    out: dict[int, npt.NDArray[np.uint8]] = {}
+    i = 0
+    while len(out) < len(indices):
+        ok, image = cap.read()
+        if not ok:
+            raise SystemExit(f"{CLIP} ended at frame {i}")
+        if i in indices:
+            out[i] = image
+        i += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeat", type=int, default=10, help="timed runs per frame and backend")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = all cores)")
+    p.add_argument("--json", type=Path, help="write the results here too")
+    args = p.parse_args(argv)
+
+    cfg = parse_config(yaml.safe_load((REPO / "configs" / "demo.yaml").read_text()))
+    zone_cfg = next(z for z in cfg.cameras[0].zones if z.id == "plaza")
+    zone = make_zone(zone_cfg.id, zone_cfg.polygon)
+    conf = cfg.detector.confidence
+    backends: dict[str, Detector] = {
+        "onnx": build_detector(
+            OnnxDetectorConfig(model="yolov8s-person-onnx", confidence=conf, threads=args.threads)
+        ),
+    }
+    try:
+        backends["ultralytics"] = build_detector(
+            UltralyticsDetectorConfig(model="yolov8s-person", confidence=conf)
+        )
+    except Exception as exc:  # the extra may be missing on a CPU-only install
+        print(f"ultralytics skipped: {exc}", file=sys.stderr)
+
+    images = frames(set(HAND_COUNTS))
+    for det in backends.values():  # warm-up: first runs allocate and JIT
+        for img in images.values():
+            det.detect(img)
+    times: dict[str, list[float]] = {name: [] for name in backends}
+    counts: dict[str, dict[int, int]] = {name: {} for name in backends}
+    for _ in range(args.repeat):
+        for i, img in images.items():
+            for name, det in backends.items():
+                t0 = time.perf_counter()
+                d = det.detect(img)
+                times[name].append((time.perf_counter() - t0) * 1000)
+                counts[name][i] = zone.count(d)
+
+    results = []
+    print(f"{'backend':12} {'median ms':>9} {'p90 ms':>7}  counts in 'plaza' (hand: {HAND_COUNTS})")
+    for name in backends:
+        t = sorted(times[name])
+        p90 = t[int(0.9 * (len(t) - 1))]
+        errors = [counts[name][i] - HAND_COUNTS[i] for i in HAND_COUNTS]
+        worst = max(map(abs, errors))
+        print(f"{name:12} {statistics.median(t):9.1f} {p90:7.1f}  {counts[name]}  max |error| {worst}")
+        results.append(
+            {
+                "backend": name,
+                "median_ms": statistics.median(t),
+                "p90_ms": p90,
+                "counts": counts[name],
+                "hand_counts": HAND_COUNTS,
+                "max_abs_error": max(map(abs, errors)),
+            }
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    for det in backends.values():
+        det.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
