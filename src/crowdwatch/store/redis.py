@@ -1,0 +1,566 @@
+"""AlertStore on Redis, shared by several alerting workers (DESIGN 1, 5, 6).
+
+Every method is one atomic step. Alert changes are optimistic transactions: WATCH the alert (and
+the event's dedupe key), read it, let the pure lifecycle (`core.alerts`) decide, then write the
+alert, its indexes, its audit entries and its change notifications in one MULTI/EXEC; a WatchError
+means another worker changed the alert meanwhile, so the step starts again from a fresh read.
+Camera status is a compare-and-set, done by a small Lua script.
+
+Keys, under a configurable prefix `P` (default `cw`):
+
+    P:alert:{id}            hash    the alert (`store.records`)
+    P:alerts                zset    every alert, score created_at
+    P:open                  zset    open alerts, score created_at
+    P:center:{c}:all        zset    alerts now at center c, score created_at
+    P:center:{c}:open       zset    open alerts now at center c, score created_at
+    P:escalations           zset    alerts waiting for an acknowledgement, score escalate_at
+    P:event:{id}            string  event id applied (dedupe), expires after event_dedupe_ttl_s
+    P:audit                 stream  every audit entry, in commit order (never trimmed)
+    P:audit:{alert id}      stream  the audit entries of one alert (never trimmed)
+    P:changes               stream  every alert change and camera status (MAXLEN ~)
+    P:stream:center:{c}     stream  alert changes of center c (before and after an escalation)
+    P:cameras               hash    camera id -> latest status (CloudEvents JSON)
+    P:camera-ts             hash    camera id -> time of that status (for the comparison)
+
+Single Redis (or a primary with replicas/Sentinel): the transactions span several keys, which
+Redis Cluster would only allow with hash tags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Self, TypeVar
+
+import redis
+from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from crowdwatch.config.backends import RedisStoreConfig
+from crowdwatch.core import alerts as lifecycle
+from crowdwatch.core import codec
+from crowdwatch.core.alerts import Action, AlertChange
+from crowdwatch.core.routing import RouteDecision
+from crowdwatch.core.types import Alert, AlertState, AuditEntry, CameraStatusEvent, CrowdEvent
+from crowdwatch.store.base import AlertNotFoundError, Listener, RouteFn, StoreUpdate
+from crowdwatch.store.records import (
+    RecordError,
+    alert_from_fields,
+    alert_to_fields,
+    audit_from_fields,
+    audit_to_fields,
+    camera_status_from_json,
+    update_from_fields,
+    update_to_fields,
+)
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+# Optimistic transactions retry on conflict; every retry means another worker committed, so this
+# is only reached by a livelock (or a bug), and then failing loudly beats spinning forever.
+MAX_ATTEMPTS: Final = 100
+# How long one XREAD of the listener thread blocks; unsubscribe wakes it at once (CLIENT UNBLOCK).
+READ_BLOCK_MS: Final = 1000
+READ_BATCH: Final = 100
+_RECONNECT_BACKOFF_S: Final = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+# KEYS: cameras hash, camera-ts hash, changes stream.
+# ARGV: camera id, ts (repr), status JSON, stream maxlen, then the stream entry's field/value pairs.
+_CAMERA_STATUS_LUA: Final = """
+local kept = redis.call('HGET', KEYS[2], ARGV[1])
+if kept and tonumber(kept) > tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
+return 1
+"""
+
+
+class StoreConflictError(RuntimeError):
+    """An optimistic transaction lost to other writers MAX_ATTEMPTS times in a row."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """The key layout (see the module docstring)."""
+
+    prefix: str
+
+    def alert(self, alert_id: str) -> str:
+        return f"{self.prefix}:alert:{alert_id}"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}:alerts"
+
+    @property
+    def open(self) -> str:
+        return f"{self.prefix}:open"
+
+    def center_all(self, center_id: str) -> str:
+        return f"{self.prefix}:center:{center_id}:all"
+
+    def center_open(self, center_id: str) -> str:
+        return f"{self.prefix}:center:{center_id}:open"
+
+    @property
+    def escalations(self) -> str:
+        return f"{self.prefix}:escalations"
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}:event:{event_id}"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}:audit"
+
+    def alert_audit(self, alert_id: str) -> str:
+        return f"{self.prefix}:audit:{alert_id}"
+
+    @property
+    def changes(self) -> str:
+        return f"{self.prefix}:changes"
+
+    def center_stream(self, center_id: str) -> str:
+        return f"{self.prefix}:stream:center:{center_id}"
+
+    @property
+    def cameras(self) -> str:
+        return f"{self.prefix}:cameras"
+
+    @property
+    def camera_ts(self) -> str:
+        return f"{self.prefix}:camera-ts"
+
+
+def client_from_config(config: RedisStoreConfig) -> redis.Redis:
+    """A client for `config`: TLS for rediss:// URLs, credentials from the config."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": config.socket_timeout_s,
+        "socket_connect_timeout": config.socket_timeout_s,
+        "health_check_interval": 30,
+    }
+    if config.username is not None:
+        options["username"] = config.username
+    if config.password is not None:
+        options["password"] = config.password.get_secret_value()
+    if config.url.startswith("rediss://"):
+        options["ssl_ca_certs"] = config.ssl_ca_certs
+        options["ssl_certfile"] = config.ssl_certfile
+        options["ssl_keyfile"] = config.ssl_keyfile
+    return redis.Redis.from_url(config.url, **options)
+
+
+class RedisAlertStore:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        key_prefix: str = "cw",
+        event_dedupe_ttl_s: int = 7 * 24 * 3600,
+        stream_maxlen: int = 10_000,
+        owns_client: bool = False,
+    ) -> None:
+        """`client` may decode responses or not; `owns_client`: close() closes it too."""
+        self._client = client
+        self._keys = RedisKeys(key_prefix)
+        self._dedupe_ttl_s = event_dedupe_ttl_s
+        self._maxlen = stream_maxlen
+        self._owns_client = owns_client
+        self._camera_script = client.register_script(_CAMERA_STATUS_LUA)
+        # Guards the listeners and the reader; held while the reader delivers an update, so that
+        # (un)subscribing takes effect between two updates. Re-entrant: a listener may subscribe.
+        self._listen_lock = threading.RLock()
+        self._subscriptions: list[_Subscription] = []
+        self._reader: _ChangeReader | None = None
+
+    @classmethod
+    def from_config(cls, config: RedisStoreConfig) -> Self:
+        return cls(
+            client_from_config(config),
+            key_prefix=config.key_prefix,
+            event_dedupe_ttl_s=config.event_dedupe_ttl_s,
+            stream_maxlen=config.stream_maxlen,
+            owns_client=True,
+        )
+
+    @property
+    def keys(self) -> RedisKeys:
+        return self._keys
+
+    # --- alert changes ----------------------------------------------------------------------
+
+    def apply_event(self, event: CrowdEvent, decide: RouteFn, now: float) -> AlertChange | None:
+        k = self._keys
+        event_key, alert_key = k.event(event.id), k.alert(event.episode_key)
+        decision: RouteDecision | None = None  # routed once, even when the transaction retries
+
+        def step(pipe: Pipeline) -> tuple[AlertChange | None, _Writer | None]:
+            nonlocal decision
+            if pipe.exists(event_key):
+                return None, None
+            current = _read_alert(pipe, alert_key)
+            if current is None:
+                decision = decision or decide(event)
+                change: AlertChange | None = lifecycle.open_alert(event, decision, now)
+            else:
+                change = lifecycle.apply_event(current, event, now)
+
+            def write(tx: Pipeline) -> None:
+                # Marked applied in the same transaction as the change, so a failed attempt can
+                # be retried; a stale event (no change) is marked too, like the memory store does.
+                tx.set(event_key, "1", nx=True, ex=self._dedupe_ttl_s)
+                if change is not None:
+                    self._write_change(tx, current, change)
+
+            return change, write
+
+        return self._transact([event_key, alert_key], step)
+
+    def act(
+        self,
+        alert_id: str,
+        action: Action,
+        actor: str,
+        now: float,
+        *,
+        unit: str | None = None,
+        note: str = "",
+    ) -> AlertChange:
+        alert_key = self._keys.alert(alert_id)
+
+        def step(pipe: Pipeline) -> tuple[AlertChange, _Writer]:
+            current = _require(_read_alert(pipe, alert_key), alert_id)
+            change = lifecycle.act(current, action, actor, now, unit=unit, note=note)
+            return change, lambda tx: self._write_change(tx, current, change)
+
+        return self._transact([alert_key], step)
+
+    def due_escalations(self, now: float) -> list[Alert]:
+        ids = _texts(self._client.zrangebyscore(self._keys.escalations, "-inf", now))
+        # Re-checked on the alert itself: the index may lag a change made meanwhile.
+        due = [a for a in self._read_alerts(ids) if lifecycle.is_due(a, now)]
+        return sorted(due, key=lambda a: (a.escalate_at or 0.0, a.id))
+
+    def escalate(
+        self, alert_id: str, parent_id: str | None, now: float, sla_s: float | None
+    ) -> AlertChange | None:
+        alert_key = self._keys.alert(alert_id)
+
+        def step(pipe: Pipeline) -> tuple[AlertChange | None, _Writer | None]:
+            current = _require(_read_alert(pipe, alert_key), alert_id)
+            # Acknowledged meanwhile, or another worker escalated it first.
+            if not lifecycle.is_due(current, now):
+                return None, None
+            change = lifecycle.escalate(current, parent_id, now, sla_s)
+            return change, lambda tx: self._write_change(tx, current, change)
+
+        return self._transact([alert_key], step)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get(self, alert_id: str) -> Alert | None:
+        return _alert_or_none(_text_map(self._client.hgetall(self._keys.alert(alert_id))))
+
+    def list_alerts(self, center_id: str | None = None, open_only: bool = True) -> list[Alert]:
+        k = self._keys
+        if center_id is None:
+            index = k.open if open_only else k.alerts
+        else:
+            index = k.center_open(center_id) if open_only else k.center_all(center_id)
+        ids = _texts(self._client.zrange(index, 0, -1))
+        # Filtered again on the alerts themselves: one may have moved since the index was read.
+        found = [
+            a
+            for a in self._read_alerts(ids)
+            if (center_id is None or a.center_id == center_id) and (a.is_open or not open_only)
+        ]
+        return sorted(found, key=lambda a: (a.created_at, a.id))
+
+    def audit(self, alert_id: str | None = None) -> list[AuditEntry]:
+        key = self._keys.audit if alert_id is None else self._keys.alert_audit(alert_id)
+        return [audit_from_fields(fields) for _, fields in _entries(self._client.xrange(key))]
+
+    # --- cameras ----------------------------------------------------------------------------
+
+    def record_camera_status(self, event: CameraStatusEvent) -> bool:
+        k = self._keys
+        status = codec.encode(event).decode("utf-8")
+        entry = [x for pair in update_to_fields(event).items() for x in pair]
+        kept = self._camera_script(
+            keys=[k.cameras, k.camera_ts, k.changes],
+            args=[event.camera_id, repr(event.ts), status, self._maxlen, *entry],
+        )
+        return bool(kept)
+
+    def camera_statuses(self) -> list[CameraStatusEvent]:
+        kept = _text_map(self._client.hgetall(self._keys.cameras))
+        return [camera_status_from_json(kept[camera]) for camera in sorted(kept)]
+
+    # --- notifications ----------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Listeners get every change committed after subscribe returns (by any store on this
+        Redis and prefix), in commit order, on a background thread that reads `P:changes`."""
+        with self._listen_lock:
+            subscription = _Subscription(listener, _stream_id(self._last_change_id()))
+            self._subscriptions.append(subscription)
+            if self._reader is None:
+                self._reader = _ChangeReader(self, subscription.after)
+                self._reader.start()
+
+        def unsubscribe() -> None:
+            with self._listen_lock:
+                if subscription not in self._subscriptions:
+                    return
+                self._subscriptions.remove(subscription)
+                reader = self._reader if not self._subscriptions else None
+                if reader is not None:
+                    self._reader = None
+                    reader.stop()
+            if reader is not None:
+                reader.join()
+
+        return unsubscribe
+
+    def close(self) -> None:
+        """Stops the listener thread; closes the client if this store made it."""
+        with self._listen_lock:
+            reader, self._reader = self._reader, None
+            self._subscriptions.clear()
+            if reader is not None:
+                reader.stop()
+        if reader is not None:
+            reader.join()
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _transact(self, watch: list[str], step: Callable[[Pipeline], tuple[_T, _Writer | None]]) -> _T:
+        """Optimistic transaction: WATCH `watch`, run `step` (reads, then decides), then EXEC
+        the writes it returns; start again when a watched key changed before EXEC."""
+        with self._client.pipeline(transaction=True) as pipe:
+            for _ in range(MAX_ATTEMPTS):
+                try:
+                    pipe.watch(*watch)  # type: ignore[no-untyped-call]  # untyped in redis-py
+                    result, write = step(pipe)
+                    if write is None:
+                        pipe.unwatch()
+                        return result
+                    pipe.multi()
+                    write(pipe)
+                    pipe.execute()
+                    return result
+                except WatchError:
+                    continue
+        raise StoreConflictError(f"gave up after {MAX_ATTEMPTS} conflicting writes to {watch}")
+
+    def _write_change(self, tx: Pipeline, before: Alert | None, change: AlertChange) -> None:
+        """Queue everything one change writes: the alert, its indexes, audit and notifications."""
+        k, alert = self._keys, change.alert
+        key, created = k.alert(alert.id), {alert.id: alert.created_at}
+        tx.delete(key)  # optional fields that became None are absent from the new record
+        tx.hset(key, mapping=alert_to_fields(alert))  # type: ignore[arg-type]  # dict[str, str] is fine
+        tx.zadd(k.alerts, created)
+        if before is not None and before.center_id != alert.center_id:
+            tx.zrem(k.center_all(before.center_id), alert.id)
+            tx.zrem(k.center_open(before.center_id), alert.id)
+        tx.zadd(k.center_all(alert.center_id), created)
+        if alert.is_open:
+            tx.zadd(k.open, created)
+            tx.zadd(k.center_open(alert.center_id), created)
+        else:
+            tx.zrem(k.open, alert.id)
+            tx.zrem(k.center_open(alert.center_id), alert.id)
+        if _awaits_escalation(alert):
+            assert alert.escalate_at is not None
+            tx.zadd(k.escalations, {alert.id: alert.escalate_at})
+        else:
+            tx.zrem(k.escalations, alert.id)
+        for entry in change.audit:
+            fields = audit_to_fields(entry)
+            tx.xadd(k.audit, fields)  # type: ignore[arg-type]
+            tx.xadd(k.alert_audit(alert.id), fields)  # type: ignore[arg-type]
+        update = update_to_fields(change)
+        centers = {alert.center_id} if before is None else {before.center_id, alert.center_id}
+        for center in sorted(centers):
+            tx.xadd(k.center_stream(center), update, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+        tx.xadd(k.changes, update, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+
+    def _read_alerts(self, ids: list[str]) -> list[Alert]:
+        if not ids:
+            return []
+        with self._client.pipeline(transaction=True) as pipe:
+            for alert_id in ids:
+                pipe.hgetall(self._keys.alert(alert_id))
+            rows = pipe.execute()
+        alerts = (_alert_or_none(_text_map(row)) for row in rows)
+        return [a for a in alerts if a is not None]
+
+    def _last_change_id(self) -> str:
+        last = _entries(self._client.xrevrange(self._keys.changes, count=1))
+        return last[0][0] if last else "0-0"
+
+    def _deliver(self, reader: _ChangeReader, entry_id: tuple[int, int], update: StoreUpdate) -> None:
+        with self._listen_lock:
+            if reader.stopped:
+                return
+            for sub in list(self._subscriptions):
+                if entry_id <= sub.after:
+                    continue  # committed before this listener subscribed
+                try:
+                    sub.listener(update)
+                except Exception:
+                    log.exception("alert store listener %r failed; change kept", sub.listener)
+
+
+_Writer = Callable[[Pipeline], None]
+
+
+@dataclass(eq=False, slots=True)
+class _Subscription:
+    listener: Listener
+    after: tuple[int, int]  # stream id of the last change before it subscribed
+
+
+class _ChangeReader:
+    """The background thread behind subscribe: XREAD BLOCK on `P:changes` over a connection of
+    its own, each update handed to the store's listeners. Survives Redis restarts (it keeps its
+    position and reconnects with a backoff)."""
+
+    def __init__(self, store: RedisAlertStore, after: tuple[int, int]) -> None:
+        self._store = store
+        self._position = f"{after[0]}-{after[1]}"
+        self._stop = threading.Event()
+        self._conn = redis.Redis(connection_pool=store._client.connection_pool, single_connection_client=True)
+        self._conn_id: int | None = None
+        self._thread = threading.Thread(target=self._run, name="crowdwatch-redis-store-listener", daemon=True)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._conn_id is not None:
+            # Wake the blocked XREAD now rather than at the end of its block.
+            with contextlib.suppress(RedisError):
+                self._store._client.client_unblock(self._conn_id)
+
+    def join(self) -> None:
+        if threading.current_thread() is not self._thread:  # unsubscribed from inside a listener
+            self._thread.join(timeout=5 * READ_BLOCK_MS / 1000)
+
+    def _run(self) -> None:
+        stream = self._store.keys.changes
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self._conn_id is None:
+                        self._conn_id = self._conn.client_id()
+                    reply = self._conn.xread({stream: self._position}, count=READ_BATCH, block=READ_BLOCK_MS)
+                    failures = 0
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    if self._stop.is_set():
+                        break
+                    self._conn_id = None  # a new connection gets a new client id
+                    delay = _RECONNECT_BACKOFF_S[min(failures, len(_RECONNECT_BACKOFF_S) - 1)]
+                    failures += 1
+                    log.warning(
+                        "alert store listener: Redis unreachable (%s); retrying in %.1f s", exc, delay
+                    )
+                    self._stop.wait(delay)
+                    continue
+                for entry_id, fields in _stream_reply(reply, stream):
+                    self._position = entry_id
+                    try:
+                        update = update_from_fields(fields)
+                    except RecordError:
+                        log.exception("alert store listener: skipping unreadable change %s", entry_id)
+                        continue
+                    self._store._deliver(self, _stream_id(entry_id), update)
+        except Exception:
+            log.exception("alert store listener stopped by an unexpected error")
+        finally:
+            self._conn.close()
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _awaits_escalation(alert: Alert) -> bool:
+    """Belongs in the escalation index: would be due once its deadline passes."""
+    return (
+        alert.escalate_at is not None
+        and alert.state in (AlertState.NEW, AlertState.ESCALATED)
+        and not alert.gathering_ended
+    )
+
+
+def _require(alert: Alert | None, alert_id: str) -> Alert:
+    if alert is None:
+        raise AlertNotFoundError(alert_id)
+    return alert
+
+
+def _read_alert(pipe: Pipeline, key: str) -> Alert | None:
+    return _alert_or_none(_text_map(pipe.hgetall(key)))
+
+
+def _alert_or_none(fields: dict[str, str]) -> Alert | None:
+    return alert_from_fields(fields) if fields else None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _texts(values: Iterable[Any]) -> list[str]:
+    return [_text(v) for v in values]
+
+
+def _text_map(mapping: Mapping[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in mapping.items()}
+
+
+def _entries(reply: Iterable[tuple[Any, Any]] | None) -> list[tuple[str, dict[str, str]]]:
+    """XRANGE-style reply -> (entry id, fields) in order."""
+    return [(_text(entry_id), _text_map(fields or {})) for entry_id, fields in reply or ()]
+
+
+def _stream_reply(reply: Any, stream: str) -> list[tuple[str, dict[str, str]]]:
+    """The entries of `stream` in an XREAD reply (RESP2: a list of [name, entries]; RESP3: a dict)."""
+    if not reply:
+        return []
+    pairs = reply.items() if isinstance(reply, dict) else reply
+    out: list[tuple[str, dict[str, str]]] = []
+    for name, entries in pairs:
+        if _text(name) == stream:
+            # RESP3 may nest the entries one level deeper.
+            out.extend(_entries(entries[0] if entries and isinstance(entries[0], list) else entries))
+    return out
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
