@@ -82,15 +82,23 @@ def _counter(method: str, args: argparse.Namespace) -> tuple[Counter, str, _Keep
         path = fetch(DENSITY_MODEL, models_dir)  # idempotent; builds the ONNX once
         keeper = _KeepLastMap(CsrnetOnnxEstimator(path, threads=args.threads, max_side=args.max_side))
         return density_counter(keeper), DENSITY_MODEL, keeper
-    if method == "detector":
-        from crowdwatch.config.detector import OnnxDetectorConfig
-        from crowdwatch.detectors.registry import build_detector
+    from crowdwatch.config.detector import OnnxDetectorConfig
+    from crowdwatch.detectors.registry import build_detector
 
-        fetch(DETECTOR_MODEL, models_dir)
-        config = OnnxDetectorConfig(model=DETECTOR_MODEL, threads=args.threads)
-        return detector_counter(build_detector(config, models_dir)), DETECTOR_MODEL, None
-    # TODO(tiled): score the tiled detector once crowdwatch.detectors has one.
-    raise SystemExit("method 'tiled' is not implemented yet: crowdwatch.detectors has no tiled detector")
+    fetch(DETECTOR_MODEL, models_dir)
+    config = OnnxDetectorConfig(model=DETECTOR_MODEL, threads=args.threads)
+    detector = build_detector(config, models_dir)
+    if method == "detector":
+        return detector_counter(detector), DETECTOR_MODEL, None
+    from crowdwatch.config.counting import TilesConfig
+    from crowdwatch.detectors.tiled import TiledDetector
+
+    # The runtime's defaults, over the whole picture (the ROI filters by head point after).
+    tiles = TilesConfig()
+    tiled = TiledDetector(
+        detector, tile=tiles.size, overlap=tiles.overlap, upscale=tiles.upscale, iou=config.iou
+    )
+    return detector_counter(tiled), f"{DETECTOR_MODEL}+tiles", None
 
 
 def scatter_plot(
@@ -106,8 +114,9 @@ def scatter_plot(
         return int(margin + x / top * span), int(size - margin - y / top * span)
 
     black, grey, blue = (0, 0, 0), (190, 190, 190), (200, 90, 30)
-    for k in range(6):  # grid and tick labels
-        v = top * k / 5
+    step = _nice_step(top / 5)
+    for k in range(int(top // step) + 1):  # grid and tick labels at round numbers
+        v = k * step
         cv2.line(img, to_px(v, 0), to_px(v, top), grey, 1)
         cv2.line(img, to_px(0, v), to_px(top, v), grey, 1)
         cv2.putText(img, f"{v:.0f}", (to_px(v, 0)[0] - 12, size - margin + 20), 0, 0.4, black, 1)
@@ -117,9 +126,15 @@ def scatter_plot(
         cv2.circle(img, to_px(float(t), float(p)), 3, blue, -1, cv2.LINE_AA)
     cv2.rectangle(img, to_px(0, top), to_px(top, 0), black, 1)
     cv2.putText(img, "true", (size // 2 - 15, size - 15), 0, 0.5, black, 1)
-    cv2.putText(img, "predicted", (8, margin - 30), 0, 0.5, black, 1)
-    cv2.putText(img, title, (margin, 25), 0, 0.5, black, 1)
+    cv2.putText(img, "predicted", (8, margin - 12), 0, 0.5, black, 1)
+    cv2.putText(img, title, (margin, 22), 0, 0.5, black, 1)
     return img
+
+
+def _nice_step(raw: float) -> float:
+    """The smallest of 1, 2, 5 x 10^k that is at least `raw`."""
+    power = 10.0 ** np.floor(np.log10(max(raw, 1e-9)))
+    return float(next(m * power for m in (1, 2, 5, 10) if m * power >= raw))
 
 
 def _score(
@@ -174,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.raw_from is not None:
             wanted = {it.name for it in folder.select(frames, args.limit)}
             results = [r for r in read_results_csv(args.raw_from) if r.name in wanted]
-            model = DENSITY_MODEL if method == "density" else DETECTOR_MODEL
+            model = {"density": DENSITY_MODEL, "tiled": f"{DETECTOR_MODEL}+tiles"}.get(method, DETECTOR_MODEL)
         else:
             counter, model, keeper = _counter(method, args)
             results = []

@@ -12,7 +12,7 @@ import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 TOPIC = "__crowdwatch-ready"
@@ -44,11 +44,13 @@ def probe(bootstrap: str) -> None:
     finally:
         producer.close(timeout=2)
     consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
         group_id="__crowdwatch-ready",
         enable_auto_commit=False,
-        auto_offset_reset="latest",
-        consumer_timeout_ms=1000,
-        **common,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=2000,
+        request_timeout_ms=7000,
+        api_version_auto_timeout_ms=2000,
     )
     try:
         tp = TopicPartition(TOPIC, 0)
@@ -71,6 +73,8 @@ def main() -> int:
         try:
             probe(bootstrap)
             return 0
+        except KafkaConfigurationError:
+            raise  # a bug in this probe, not a broker that is still booting
         except (KafkaError, OSError, ValueError) as exc:
             last = exc
             time.sleep(0.5)  # readiness polling, not synchronisation between our own threads

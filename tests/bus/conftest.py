@@ -1,15 +1,18 @@
-"""Backends for the bus contract tests. Adding one (Kafka) is one more entry in BACKENDS, e.g.
-`pytest.param(kafka_bus, id="kafka", marks=pytest.mark.kafka)`."""
+"""Backends for the bus contract tests. Adding one is one more entry in BACKENDS. The Kafka
+backend needs the broker of `scripts/services start kafka` at $CROWDWATCH_KAFKA."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
+from kafka import KafkaAdminClient
 
 from crowdwatch.bus.base import EventBus
+from crowdwatch.bus.kafka import KafkaBus
 from crowdwatch.bus.memory import MemoryBus
 
 BusFactory = Callable[[], EventBus]
@@ -19,7 +22,43 @@ def memory_bus() -> EventBus:
     return MemoryBus()
 
 
-BACKENDS = [pytest.param(memory_bus, id="memory")]
+KAFKA_ENV = "CROWDWATCH_KAFKA"
+
+
+def kafka_address() -> str:
+    """The test broker from $CROWDWATCH_KAFKA; skips without it (fails when CI=true)."""
+    address = os.environ.get(KAFKA_ENV)
+    if not address:
+        why = f"${KAFKA_ENV} is not set (e.g. 127.0.0.1:19092 after `scripts/services start kafka`)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {why}")
+        pytest.skip(why)
+    return address
+
+
+def kafka_bus() -> KafkaBus:
+    """A bus on the test broker. Topics the tests name get 3 partitions, so that keys spread."""
+    return KafkaBus(
+        {"bootstrap_servers": kafka_address(), "client_id": "crowdwatch-test"}, default_partitions=3
+    )
+
+
+def drop_topics(topics: Iterable[str]) -> None:
+    """Delete test topics, so that the broker does not pile up partitions run after run
+    (each one costs broker start-up time)."""
+    admin = KafkaAdminClient(bootstrap_servers=kafka_address(), client_id="crowdwatch-test")
+    try:
+        existing = set(admin.list_topics()) & set(topics)
+        if existing:
+            admin.delete_topics(sorted(existing))
+    finally:
+        admin.close()
+
+
+BACKENDS = [
+    pytest.param(memory_bus, id="memory"),
+    pytest.param(kafka_bus, id="kafka", marks=pytest.mark.kafka),
+]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -33,8 +72,13 @@ def bus_factory(request: pytest.FixtureRequest) -> Iterator[BusFactory]:
         return made[-1]
 
     yield factory
+    topics: set[str] = set()
     for bus in made:
         bus.close()
+        if isinstance(bus, KafkaBus):
+            topics |= bus.known_topics
+    if topics:
+        drop_topics(topics)
 
 
 @pytest.fixture

@@ -444,8 +444,8 @@ BAD_CONFIGS = [
         id="zone-above-the-horizon",
     ),
     pytest.param(
-        set_in("bus", {"type": "kafka"}),
-        ["bus.type: unknown type 'kafka' (use one of 'memory')"],
+        set_in("bus", {"type": "pulsar"}),
+        ["bus.type: unknown type 'pulsar' (use one of 'memory', 'kafka')"],
         id="unknown-bus-type",
     ),
     pytest.param(

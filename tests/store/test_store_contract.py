@@ -13,6 +13,7 @@ from crowdwatch.core.types import AlertState, CrowdEvent, EventType
 from crowdwatch.store.base import AlertNotFoundError, AlertStore, StoreUpdate
 
 from .events import T0, camera_event, crowd_event
+from .polling import wait_until
 
 STARTED, UPDATED, ENDED = EventType.GATHERING_STARTED, EventType.GATHERING_UPDATED, EventType.GATHERING_ENDED
 ALERT_ID = "cam-1:gate:1700000000000"
@@ -191,6 +192,7 @@ def test_camera_offline_leaves_open_alerts_alone(store: AlertStore) -> None:
 
 
 def test_listeners_follow_changes_in_order(store: AlertStore) -> None:
+    """Listeners may be called from another thread (Redis), hence the waiting."""
     seen: list[StoreUpdate] = []
     unsubscribe = store.subscribe(seen.append)
 
@@ -198,13 +200,17 @@ def test_listeners_follow_changes_in_order(store: AlertStore) -> None:
         raise RuntimeError("console gone")
 
     store.subscribe(broken)  # must not break storing
+    witness: list[StoreUpdate] = []
+    store.subscribe(witness.append)  # called after `seen` for every update
     store.apply_event(crowd_event(), Decide(), T0)
     store.act(ALERT_ID, Action.ACKNOWLEDGE, "op", T0 + 1)
     store.record_camera_status(camera_event(ts=T0 + 2))
+    wait_until(lambda: len(witness) == 3, "three updates")
     kinds = [u.kind if isinstance(u, AlertChange) else u.type.value for u in seen]
     assert kinds == ["created", "transitioned", "camera.offline"]
     unsubscribe()
     store.act(ALERT_ID, Action.RESOLVE, "op", T0 + 3)
+    wait_until(lambda: len(witness) == 4, "the resolve")
     assert len(seen) == 3
 
 

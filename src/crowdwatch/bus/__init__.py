@@ -1,1 +1,2 @@
-"""Event bus: a small Protocol with a memory implementation (and Kafka later)."""
+"""Event bus: a small Protocol (base) with memory and Kafka implementations, and a durable
+SQLite spool (spool.SpoolingBus) that keeps messages while the broker is unreachable."""

@@ -16,7 +16,79 @@ class MemoryBusConfig(StrictModel):
     )
 
 
-BusConfig = Annotated[MemoryBusConfig, Field(discriminator="type")]
+class KafkaBusConfig(StrictModel):
+    """Apache Kafka bus (distributed mode); see crowdwatch.bus.kafka and crowdwatch.bus.spool."""
+
+    type: Literal["kafka"] = Field("kafka", description="Apache Kafka bus (distributed mode).")
+    bootstrap_servers: list[str] = Field(
+        min_length=1, description="host:port of one or more brokers to bootstrap from (required)."
+    )
+    client_id: str = Field(
+        "crowdwatch", min_length=1, description="Client id shown in broker logs and quotas."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How to talk to the brokers: plain, TLS, SASL, or SASL over TLS."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (needs a SASL_* security_protocol); null: no SASL."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    ssl_cafile: str | None = Field(None, description="CA bundle that signs the broker certificates.")
+    ssl_certfile: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    ssl_keyfile: str | None = Field(None, description="Key of `ssl_certfile` (PEM).")
+    ssl_password: SecretStr | None = Field(None, description="Password of an encrypted `ssl_keyfile`.")
+    ssl_check_hostname: bool = Field(
+        True, description="Check that broker certificates match their host names."
+    )
+    compression: Literal["gzip", "none"] = Field(
+        "gzip", description="Producer compression (lz4/snappy/zstd would need extra packages)."
+    )
+    linger_ms: int = Field(5, ge=0, le=1000, description="How long the producer waits to batch messages.")
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="Timeout of one request to a broker, in seconds."
+    )
+    delivery_timeout_s: float = Field(
+        30.0, gt=0, description="How long the producer retries a message before reporting it undelivered."
+    )
+    max_block_s: float = Field(
+        5.0, gt=0, description="How long publishing may block for metadata or buffer space, in seconds."
+    )
+    replication_factor: int | None = Field(
+        None, ge=1, description="Replicas of topics the bus creates; null: min(3, brokers in the cluster)."
+    )
+    default_partitions: int = Field(
+        1, ge=1, description="Partitions of topics created on first use that have no built-in size."
+    )
+    spool_path: str | None = Field(
+        None,
+        description="SQLite file that keeps messages while the brokers are unreachable and replays "
+        "them in order; null: no spool (a message the broker refuses is an error).",
+    )
+
+    @model_validator(mode="after")
+    def _sasl_and_tls(self) -> Self:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
+        if self.sasl_mechanism is not None:
+            if not sasl:
+                raise ValueError(
+                    "sasl_mechanism is set, but security_protocol is not SASL_PLAINTEXT/SASL_SSL"
+                )
+            if self.sasl_username is None or self.sasl_password is None:
+                raise ValueError(
+                    f"sasl_mechanism {self.sasl_mechanism} needs sasl_username and sasl_password"
+                )
+        tls = [n for n in ("ssl_cafile", "ssl_certfile", "ssl_keyfile") if getattr(self, n) is not None]
+        if tls and not self.security_protocol.endswith("SSL"):
+            raise ValueError(f"{', '.join(tls)} set, but security_protocol is not SSL/SASL_SSL")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        return self
+
+
+BusConfig = Annotated[MemoryBusConfig | KafkaBusConfig, Field(discriminator="type")]
 
 
 class MemoryStoreConfig(StrictModel):

@@ -146,6 +146,7 @@ class EmbeddedApp:
             self._drain_events_log(0.0)
             self._log_consumer.close()
         self.alerting.close()
+        self.store.close()
         self.models.close()
         self.refresh_live()
         if self._events_log is not None:

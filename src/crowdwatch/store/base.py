@@ -92,3 +92,7 @@ class AlertStore(Protocol):
         """Call `listener` with every change, in order; returns the unsubscribe function.
         Listeners must be quick (hand over to a queue) and must not raise: errors are logged."""
         ...
+
+    def close(self) -> None:
+        """Release connections and background threads. Idempotent."""
+        ...

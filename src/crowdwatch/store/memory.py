@@ -115,6 +115,9 @@ class MemoryAlertStore:
 
         return unsubscribe
 
+    def close(self) -> None:
+        """Nothing to release: the memory store lives and dies with its process."""
+
     def _require(self, alert_id: str) -> Alert:
         alert = self._alerts.get(alert_id)
         if alert is None:

@@ -31,15 +31,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Self, TypeVar
 
 import redis
 from redis.client import Pipeline
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from crowdwatch.config.backends import RedisStoreConfig
 from crowdwatch.core import alerts as lifecycle
@@ -68,6 +67,7 @@ MAX_ATTEMPTS: Final = 100
 # How long one XREAD of the listener thread blocks; unsubscribe wakes it at once (CLIENT UNBLOCK).
 READ_BLOCK_MS: Final = 1000
 READ_BATCH: Final = 100
+READ_TIMEOUT_S: Final = READ_BLOCK_MS / 1000 + 10
 _RECONNECT_BACKOFF_S: Final = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 # KEYS: cameras hash, camera-ts hash, changes stream.
@@ -182,6 +182,7 @@ class RedisAlertStore:
         self._listen_lock = threading.RLock()
         self._subscriptions: list[_Subscription] = []
         self._reader: _ChangeReader | None = None
+        self._stopping: list[_ChangeReader] = []  # unsubscribed, perhaps still running
 
     @classmethod
     def from_config(cls, config: RedisStoreConfig) -> Self:
@@ -323,23 +324,24 @@ class RedisAlertStore:
                 if subscription not in self._subscriptions:
                     return
                 self._subscriptions.remove(subscription)
-                reader = self._reader if not self._subscriptions else None
-                if reader is not None:
+                if not self._subscriptions and self._reader is not None:
+                    # Not joined: the reader delivers nothing more, and its thread ends by itself
+                    # within one read block. close() waits for it.
+                    self._stopping = [r for r in self._stopping if r.alive] + [self._reader]
+                    self._reader.stop()
                     self._reader = None
-                    reader.stop()
-            if reader is not None:
-                reader.join()
 
         return unsubscribe
 
     def close(self) -> None:
         """Stops the listener thread; closes the client if this store made it."""
         with self._listen_lock:
-            reader, self._reader = self._reader, None
+            readers = [*self._stopping, *([self._reader] if self._reader else [])]
+            self._reader, self._stopping = None, []
             self._subscriptions.clear()
-            if reader is not None:
+            for reader in readers:
                 reader.stop()
-        if reader is not None:
+        for reader in readers:
             reader.join()
         if self._owns_client:
             self._client.close()
@@ -372,31 +374,40 @@ class RedisAlertStore:
         raise StoreConflictError(f"gave up after {MAX_ATTEMPTS} conflicting writes to {watch}")
 
     def _write_change(self, tx: Pipeline, before: Alert | None, change: AlertChange) -> None:
-        """Queue everything one change writes: the alert, its indexes, audit and notifications."""
+        """Queue what one change writes: the alert, the indexes it moved in, audit entries and
+        notifications. `before` is the stored alert (read under WATCH), so unchanged index
+        entries are left alone."""
         k, alert = self._keys, change.alert
         key, created = k.alert(alert.id), {alert.id: alert.created_at}
-        tx.delete(key)  # optional fields that became None are absent from the new record
-        tx.hset(key, mapping=alert_to_fields(alert))  # type: ignore[arg-type]  # dict[str, str] is fine
-        tx.zadd(k.alerts, created)
-        if before is not None and before.center_id != alert.center_id:
+        fields = alert_to_fields(alert)
+        if before is not None and (gone := alert_to_fields(before).keys() - fields.keys()):
+            tx.hdel(key, *sorted(gone))  # optional fields that became None
+        tx.hset(key, mapping=fields)  # type: ignore[arg-type]  # a dict[str, str] is fine (invariance)
+        moved = before is None or before.center_id != alert.center_id
+        if before is None:
+            tx.zadd(k.alerts, created)
+        elif moved:
             tx.zrem(k.center_all(before.center_id), alert.id)
             tx.zrem(k.center_open(before.center_id), alert.id)
-        tx.zadd(k.center_all(alert.center_id), created)
-        if alert.is_open:
-            tx.zadd(k.open, created)
-            tx.zadd(k.center_open(alert.center_id), created)
-        else:
-            tx.zrem(k.open, alert.id)
-            tx.zrem(k.center_open(alert.center_id), alert.id)
-        if _awaits_escalation(alert):
-            assert alert.escalate_at is not None
-            tx.zadd(k.escalations, {alert.id: alert.escalate_at})
-        else:
-            tx.zrem(k.escalations, alert.id)
+        if moved:
+            tx.zadd(k.center_all(alert.center_id), created)
+        if moved or before is None or before.is_open != alert.is_open:
+            if alert.is_open:
+                tx.zadd(k.open, created)
+                tx.zadd(k.center_open(alert.center_id), created)
+            else:
+                tx.zrem(k.open, alert.id)
+                tx.zrem(k.center_open(alert.center_id), alert.id)
+        deadline = alert.escalate_at if _awaits_escalation(alert) else None
+        if before is None or deadline != (before.escalate_at if _awaits_escalation(before) else None):
+            if deadline is None:
+                tx.zrem(k.escalations, alert.id)
+            else:
+                tx.zadd(k.escalations, {alert.id: deadline})
         for entry in change.audit:
-            fields = audit_to_fields(entry)
-            tx.xadd(k.audit, fields)  # type: ignore[arg-type]
-            tx.xadd(k.alert_audit(alert.id), fields)  # type: ignore[arg-type]
+            record = audit_to_fields(entry)
+            tx.xadd(k.audit, record)  # type: ignore[arg-type]  # as hset above
+            tx.xadd(k.alert_audit(alert.id), record)  # type: ignore[arg-type]
         update = update_to_fields(change)
         centers = {alert.center_id} if before is None else {before.center_id, alert.center_id}
         for center in sorted(centers):
@@ -441,34 +452,46 @@ class _Subscription:
 
 class _ChangeReader:
     """The background thread behind subscribe: XREAD BLOCK on `P:changes` over a connection of
-    its own, each update handed to the store's listeners. Survives Redis restarts (it keeps its
-    position and reconnects with a backoff)."""
+    its own (named `crowdwatch-listener:<prefix>:<n>`, see CLIENT LIST), each update handed to
+    the store's listeners. Survives a dropped connection or a Redis restart: it keeps its
+    position and reconnects with a backoff."""
 
     def __init__(self, store: RedisAlertStore, after: tuple[int, int]) -> None:
         self._store = store
         self._position = f"{after[0]}-{after[1]}"
         self._stop = threading.Event()
-        self._conn = redis.Redis(connection_pool=store._client.connection_pool, single_connection_client=True)
-        self._conn_id: int | None = None
+        self.name = f"crowdwatch-listener:{store.keys.prefix}:{uuid.uuid4().hex[:8]}"
+        shared = store._client.connection_pool
+        # A pool of its own: the name is set again on every reconnect, and a blocking read
+        # needs a socket timeout longer than its block.
+        options = shared.connection_kwargs | {"client_name": self.name, "socket_timeout": READ_TIMEOUT_S}
+        self._conn = redis.Redis(
+            connection_pool=redis.ConnectionPool(connection_class=shared.connection_class, **options)
+        )
         self._thread = threading.Thread(target=self._run, name="crowdwatch-redis-store-listener", daemon=True)
 
     @property
     def stopped(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._conn_id is not None:
-            # Wake the blocked XREAD now rather than at the end of its block.
-            with contextlib.suppress(RedisError):
-                self._store._client.client_unblock(self._conn_id)
+        # Wake the blocked XREAD now rather than at the end of its block.
+        with contextlib.suppress(RedisError):
+            for client in self._store._client.client_list():
+                if client.get("name") == self.name:
+                    self._store._client.client_unblock(int(client["id"]))
 
     def join(self) -> None:
         if threading.current_thread() is not self._thread:  # unsubscribed from inside a listener
-            self._thread.join(timeout=5 * READ_BLOCK_MS / 1000)
+            self._thread.join(timeout=READ_TIMEOUT_S)
 
     def _run(self) -> None:
         stream = self._store.keys.changes
@@ -476,18 +499,15 @@ class _ChangeReader:
         try:
             while not self._stop.is_set():
                 try:
-                    if self._conn_id is None:
-                        self._conn_id = self._conn.client_id()
                     reply = self._conn.xread({stream: self._position}, count=READ_BATCH, block=READ_BLOCK_MS)
                     failures = 0
-                except (RedisConnectionError, RedisTimeoutError) as exc:
+                except RedisError as exc:
                     if self._stop.is_set():
                         break
-                    self._conn_id = None  # a new connection gets a new client id
                     delay = _RECONNECT_BACKOFF_S[min(failures, len(_RECONNECT_BACKOFF_S) - 1)]
                     failures += 1
                     log.warning(
-                        "alert store listener: Redis unreachable (%s); retrying in %.1f s", exc, delay
+                        "alert store listener: reading changes failed (%s); retrying in %.1f s", exc, delay
                     )
                     self._stop.wait(delay)
                     continue
@@ -503,6 +523,7 @@ class _ChangeReader:
             log.exception("alert store listener stopped by an unexpected error")
         finally:
             self._conn.close()
+            self._conn.connection_pool.disconnect()
 
 
 # --- helpers ----------------------------------------------------------------------------------
