@@ -32,6 +32,33 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-ui", action="store_true", help="no live table; log lines only")
     run.add_argument("--models-dir", type=Path, help="where fetched models live")
 
+    worker = sub.add_parser("worker", help="distributed role: cameras -> counts -> events on the bus")
+    worker.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
+    worker.add_argument("--duration", type=float, help="stop after this many seconds")
+    worker.add_argument("--models-dir", type=Path, help="where fetched models live")
+    worker.add_argument(
+        "--assign",
+        choices=["static", "kafka"],
+        default="static",
+        help="static: run every camera of the config; kafka: run the cameras that Kafka's group "
+        "assignment of the compacted `cameras` topic gives this worker",
+    )
+    worker.add_argument("--group", default="crowdwatch-workers", help="--assign kafka: consumer group")
+    worker.add_argument("--cameras-topic", default="cameras", help="--assign kafka: the cameras topic")
+
+    alerting = sub.add_parser("alerting", help="distributed role: events -> routed alerts in the store")
+    alerting.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
+    alerting.add_argument("--duration", type=float, help="stop after this many seconds")
+    alerting.add_argument("--group", default="crowdwatch-alerting", help="Kafka consumer group")
+
+    cameras = sub.add_parser("cameras", help="the cameras topic that --assign kafka workers share")
+    cameras_sub = cameras.add_subparsers(dest="cameras_command", required=True)
+    publish = cameras_sub.add_parser(
+        "publish", help="make the compacted cameras topic hold exactly the config's cameras"
+    )
+    publish.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
+    publish.add_argument("--topic", default="cameras", help="the cameras topic (default: cameras)")
+
     val = sub.add_parser("validate-config", help="check a configuration file and report every problem")
     val.add_argument("config", type=Path)
 
@@ -55,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "validate-config":
         return _validate(args.config)
-    if args.command == "run":
+    if args.command in ("run", "worker", "alerting"):
         return _run(args)
+    if args.command == "cameras":
+        return _publish_cameras(args)
     if args.command == "config-reference":
         from crowdwatch.config.reference import config_reference
 
@@ -80,6 +109,28 @@ def _validate(path: Path) -> int:
     return 0
 
 
+def _publish_cameras(args: argparse.Namespace) -> int:
+    from crowdwatch.config.root import ConfigError, load_config
+    from crowdwatch.runtime.assignment import publish_cameras
+
+    try:
+        config = load_config(args.config)
+        result = publish_cameras(config, topic=args.topic)
+    except ConfigError as err:
+        print(f"{args.config}: configuration error", file=sys.stderr)
+        for line in err.problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a broker error is one line for the operator
+        print(f"error: cannot publish cameras to {args.topic!r}: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.topic}: {len(result.written)} camera(s) written, {len(result.unchanged)} unchanged, "
+        f"{len(result.removed)} removed"
+    )
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from crowdwatch.config.root import ConfigError, load_config
     from crowdwatch.detectors.catalog import ModelNotFetchedError
@@ -93,6 +144,10 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     models_dir = args.models_dir or (Path(config.models_dir).expanduser() if config.models_dir else None)
     try:
+        if args.command == "worker":
+            return _run_role(config, args, models_dir)
+        if args.command == "alerting":
+            return _run_role(config, args, None)
         return _run_embedded(config, args, models_dir)
     except ModelNotFetchedError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -126,6 +181,47 @@ def _run_embedded(config: object, args: argparse.Namespace, models_dir: Path | N
         if server is not None:
             server.shutdown()
     _summary(app, console)
+    return 0
+
+
+def _run_role(config: object, args: argparse.Namespace, models_dir: Path | None) -> int:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from crowdwatch.config.root import AppConfig
+    from crowdwatch.runtime.roles import AlertingRole, WorkerRole
+
+    assert isinstance(config, AppConfig)
+    registry = CollectorRegistry()
+    role: WorkerRole | AlertingRole
+    if args.command == "worker":
+        role = WorkerRole(config, registry=registry, models_dir=models_dir)
+    else:
+        role = AlertingRole(config, registry=registry, group=args.group)
+    stop = threading.Event()
+    _on_signals(stop)
+    server = None
+    if config.metrics.enabled:
+        server, _ = start_http_server(config.metrics.port, config.metrics.host, registry=registry)
+    assignment = None
+    if isinstance(role, WorkerRole) and args.assign == "kafka":
+        from crowdwatch.runtime.assignment import KafkaCameraAssignment
+
+        assignment = KafkaCameraAssignment(
+            config, role.fleet, registry=registry, topic=args.cameras_topic, group=args.group
+        )
+        role.start(cameras=False)
+        assignment.start()
+    else:
+        role.start()
+    log.warning("crowdwatch %s running", args.command)
+    try:
+        role.run(stop, args.duration)
+    finally:
+        if assignment is not None:
+            assignment.stop()
+        role.stop()
+        if server is not None:
+            server.shutdown()
     return 0
 
 

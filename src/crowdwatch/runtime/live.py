@@ -30,7 +30,19 @@ class LiveState:
 
     def add_camera(self, camera_id: str, name: str) -> None:
         with self._lock:
-            self._cameras[camera_id] = CameraView(camera_id, name or camera_id, "starting")
+            if camera_id not in self._cameras:
+                self._cameras[camera_id] = CameraView(camera_id, name or camera_id, "starting")
+
+    def remove_camera(self, camera_id: str) -> None:
+        with self._lock:
+            self._cameras.pop(camera_id, None)
+            for key in [k for k in self._zones if k[0] == camera_id]:
+                del self._zones[key]
+
+    def status_of(self, camera_id: str) -> str:
+        with self._lock:
+            view = self._cameras.get(camera_id)
+            return view.status if view is not None else ""
 
     def camera_status(self, event: CameraStatusEvent) -> None:
         status = {

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crowdwatch.config.camera import CameraConfig
 from crowdwatch.core.analysis import AnalysisResult, CameraAnalysis, FrameInputs
 from crowdwatch.core.types import CrowdEvent, Frame
 from crowdwatch.core.zones import Zone
@@ -44,7 +45,9 @@ class CameraWorker:
         on_result: ResultSink | None = None,
         metrics: WorkerMetrics | None = None,
         poll_timeout_s: float = 0.5,
+        camera: CameraConfig | None = None,
     ) -> None:
+        self.camera = camera
         self.camera_id = source.camera_id
         self._source = source
         self._models = models
