@@ -61,9 +61,10 @@ class UltralyticsDetector:
             "imgsz": config.imgsz,
             "max_det": config.max_detections,
             "device": self._device,
-            "half": self._half,
             "verbose": False,
         }
+        if self._half:  # only on CUDA; newer Ultralytics warns about the argument otherwise
+            self._args["half"] = True
         try:
             self._model: Any = yolo_cls(str(model.path), task="detect")
         except OSError as exc:  # ConnectionError when a stock name cannot be downloaded
