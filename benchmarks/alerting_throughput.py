@@ -597,9 +597,9 @@ def _kafka_live_producer(
         bus.close()
 
 
-def live(pair: str, backends: Backends, args: argparse.Namespace) -> dict[str, Any]:
+def live(pair: str, backends: Backends, args: argparse.Namespace, rate: float) -> dict[str, Any]:
     bus_kind, store_kind = pair.split("/")
-    count = max(1, int(args.live_rate * args.live_seconds))
+    count = max(1, int(rate * args.live_seconds))
     mix_args = (args.cameras, args.zones, args.updates, args.status_share, args.seed + 1)
     timing, errors = Timing(), []
     suffix = uuid.uuid4().hex[:10]
@@ -622,9 +622,7 @@ def live(pair: str, backends: Backends, args: argparse.Namespace) -> dict[str, A
             def run_producer() -> None:
                 go_thread.wait()
                 producer_out.update(
-                    _publish_at_rate(
-                        lambda t, k, v: inner.publish(t, k, v), args.live_rate, count, EventMix(*mix_args)
-                    )
+                    _publish_at_rate(lambda t, k, v: inner.publish(t, k, v), rate, count, EventMix(*mix_args))
                 )
 
             worker = threading.Thread(target=run_producer, daemon=True)
@@ -635,7 +633,7 @@ def live(pair: str, backends: Backends, args: argparse.Namespace) -> dict[str, A
             ready, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
             worker = ctx.Process(
                 target=_kafka_live_producer,
-                args=(backends.kafka, suffix, args.live_rate, count, mix_args, ready, go, results),
+                args=(backends.kafka, suffix, rate, count, mix_args, ready, go, results),
                 daemon=True,
             )
             worker.start()
@@ -672,13 +670,13 @@ def live(pair: str, backends: Backends, args: argparse.Namespace) -> dict[str, A
     result: dict[str, Any] = {
         "mode": "live",
         "pair": pair,
-        "rate_per_s": args.live_rate,
+        "rate_per_s": rate,
         "events": count,
         "processed": timing.stored,
         "complete": timing.stored >= count,
         "seconds": round(elapsed, 3),
         "events_per_s": round(timing.stored / elapsed) if elapsed > 0 else None,
-        "latency": "event time -> stored",
+        "latency": f"event time -> stored, at {rate:g}/s",
         "p50_ms": ms(quantile(timing.since_event, 0.50)),
         "p99_ms": ms(quantile(timing.since_event, 0.99)),
         "max_ms": ms(max(timing.since_event, default=None)),
@@ -794,7 +792,13 @@ def main(argv: list[str] | None = None) -> int:
         help="bus/store pairs of the drain runs (those needing a missing service are skipped)",
     )
     p.add_argument("--live-pairs", default="memory/memory,kafka/redis", help="pairs of the live runs")
-    p.add_argument("--live-rate", type=float, default=300.0, help="live producer rate, events/s")
+    p.add_argument(
+        "--live-rate",
+        type=float,
+        default=0.0,
+        help="live producer rate, events/s; 0 (default): half the drain rate measured for the same "
+        "pair (100/s when that pair was not drained)",
+    )
     p.add_argument("--live-seconds", type=float, default=15.0, help="live producer duration")
     p.add_argument("--no-live", action="store_true", help="drain runs only")
     p.add_argument(
@@ -845,6 +849,7 @@ def main(argv: list[str] | None = None) -> int:
         "stage_us_per_event": stage_costs(events),
         "runs": [],
     }
+    report["machine"]["loadavg_before"] = list(os.getloadavg())
     print(f"event mix: {mix}", file=sys.stderr)
     print(f"decode stages, us/event: {report['stage_us_per_event']}", file=sys.stderr)
     try:
@@ -863,13 +868,11 @@ def main(argv: list[str] | None = None) -> int:
             run = drain(pair, events, backends, args.deadline, kafka_suffix, args.batch_size)
             print(f"  {run['events_per_s']} events/s; {json.dumps(run['us_per_event'])}", file=sys.stderr)
             report["runs"].append(run)
+        drained = {r["pair"]: r["events_per_s"] for r in report["runs"]}
         for pair in live_pairs:
-            print(
-                f"live {pair} at {args.live_rate:g}/s for {args.live_seconds:g} s ...",
-                file=sys.stderr,
-                flush=True,
-            )
-            report["runs"].append(live(pair, backends, args))
+            rate = args.live_rate or max(10.0, round(0.5 * (drained.get(pair) or 200)))
+            print(f"live {pair} at {rate:g}/s for {args.live_seconds:g} s ...", file=sys.stderr, flush=True)
+            report["runs"].append(live(pair, backends, args, rate))
         if args.profile is not None and available("kafka/redis"):
             print("profiling a kafka/redis drain ...", file=sys.stderr, flush=True)
             n = min(args.profile_events, len(events))
@@ -891,7 +894,11 @@ def main(argv: list[str] | None = None) -> int:
             print("self time by area: " + json.dumps(summary["self_time_by_area"], indent=1), file=sys.stderr)
     finally:
         backends.cleanup()
+    report["machine"]["loadavg_after"] = list(os.getloadavg())
     print(_table(report["runs"]))
+    load = max(report["machine"]["loadavg_before"][0], report["machine"]["loadavg_after"][0])
+    if load > (os.cpu_count() or 1):
+        print(f"note: load average {load:.1f} on {os.cpu_count()} CPUs: other work shared the machine")
     best = max((r["events_per_s"] or 0 for r in report["runs"] if r["mode"] == "drain"), default=0)
     print(f"roadmap target: >= {ROADMAP_TARGET} events/s per consumer process; best drain here: {best}")
     if args.json is not None:

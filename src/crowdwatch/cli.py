@@ -142,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
         for line in err.problems:
             print(f"  {line}", file=sys.stderr)
         return 1
-    models_dir = args.models_dir or (Path(config.models_dir).expanduser() if config.models_dir else None)
+    configured = Path(config.models_dir).expanduser() if config.models_dir else None
+    models_dir = getattr(args, "models_dir", None) or configured  # `alerting` has no --models-dir
     try:
         if args.command == "worker":
             return _run_role(config, args, models_dir)
@@ -215,7 +216,10 @@ def _run_role(config: object, args: argparse.Namespace, models_dir: Path | None)
         role.start()
     log.warning("crowdwatch %s running", args.command)
     try:
-        role.run(stop, args.duration)
+        if isinstance(role, WorkerRole):
+            role.run(stop, args.duration, until_sources_end=assignment is None)
+        else:
+            role.run(stop, args.duration)
     finally:
         if assignment is not None:
             assignment.stop()

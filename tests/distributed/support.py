@@ -43,7 +43,7 @@ def write_yaml(path: Path, data: dict[str, Any]) -> Path:
 
 def partition_of(key: str, partitions: int) -> int:
     """The partition kafka-python's default partitioner gives `key` (murmur2, like Java's)."""
-    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
 def ids_one_per_partition(prefix: str, partitions: int) -> list[str]:
@@ -124,7 +124,9 @@ def wait_for(
         for proc in alive:
             if proc.poll() is not None:
                 details = "\n".join(f"--- {p.name}:\n{tail(p)}" for p in logs)
-                raise AssertionError(f"{proc.args} exited with {proc.returncode} while waiting for {what}\n{details}")
+                raise AssertionError(
+                    f"{proc.args!r} exited with {proc.returncode} while waiting for {what}\n{details}"
+                )
         if time.monotonic() > end:
             details = "\n".join(f"--- {p.name}:\n{tail(p)}" for p in logs)
             raise AssertionError(f"still waiting after {deadline_s:g} s for {what}\n{details}")

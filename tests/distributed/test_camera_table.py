@@ -61,7 +61,8 @@ def test_records_of_partitions_not_assigned_are_ignored() -> None:
     assert t.cameras() == {}
     t.put(0, 0, b"y", record(camera("y")))
     t.reset((3,))
-    assert t.cameras() == {} and t.partitions == frozenset({3})
+    assert t.cameras() == {}
+    assert t.partitions == frozenset({3})
 
 
 @pytest.mark.parametrize(
@@ -91,7 +92,8 @@ def test_a_bad_record_is_logged_with_its_camera_id_and_skipped(
     assert "offset 7" in message
     if key is not None:
         assert message.startswith(f"camera {key.decode()}:")
-    assert "hunter2" not in caplog.text and "admin" not in caplog.text
+    assert "hunter2" not in caplog.text
+    assert "admin" not in caplog.text
 
 
 def test_camera_with_credentials_round_trips_exactly() -> None:

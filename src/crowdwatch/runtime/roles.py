@@ -79,8 +79,11 @@ class WorkerRole:
             self.fleet.set_cameras(self.config.cameras)
         self.fleet.start()
 
-    def run(self, stop: threading.Event, duration: float | None = None) -> None:
-        wait(stop, duration, self.fleet.all_finished)
+    def run(
+        self, stop: threading.Event, duration: float | None = None, until_sources_end: bool = True
+    ) -> None:
+        """`until_sources_end=False` for Kafka-assigned cameras: more may be assigned later."""
+        wait(stop, duration, self.fleet.all_finished if until_sources_end else lambda: False)
 
     def stop(self) -> None:
         self.fleet.stop()
