@@ -526,8 +526,8 @@ def drain(
         "error_count": len(errors),
         "us_per_event": {
             "poll": round(1e6 * timing.poll_s / max(1, measured), 1),
-            "handle (decode+validate+route+store+metrics)": round(1e6 * (handle_s) / max(1, measured), 1),
-            "  of which store": round(1e6 * timing.store_s / max(1, measured), 1),
+            "handle (decode+validate+route+store+metrics)": round(1e6 * handle_s / max(1, measured), 1),
+            "store (part of handle)": round(1e6 * timing.store_s / max(1, measured), 1),
             "commit": round(1e6 * timing.commit_s / max(1, measured), 1),
             "tick": round(1e6 * tick_s / max(1, measured), 1),
         },
