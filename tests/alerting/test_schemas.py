@@ -126,3 +126,63 @@ def test_many_errors_are_summarised() -> None:
     env["data"] = {"camera_id": "cam-1"}
     with pytest.raises(InvalidEventError, match=r"\.\.\. and \d+ more"):
         validate_envelope(env)
+
+
+def test_inlined_schemas_keep_the_same_rules() -> None:
+    """The validators inline common.json's definitions for speed; they must judge exactly like
+    the schemas as written (resolved through the registry)."""
+    import json
+
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    from crowdwatch.alerting import validate
+    from crowdwatch.schemas import load_schema, schema_names
+
+    schemas = {name: load_schema(name) for name in schema_names()}
+    registry = Registry().with_resources(
+        (s["$id"], Resource.from_contents(s, default_specification=DRAFT202012)) for s in schemas.values()
+    )
+    from crowdwatch.core import codec
+    from crowdwatch.core.types import CrowdEvent, EventType, GeoPoint, Severity
+
+    event = CrowdEvent(
+        EventType.GATHERING_UPDATED,
+        "cam",
+        "z",
+        1.8e9,
+        3,
+        1.8e9 - 10,
+        GeoPoint(30, 120),
+        20.0,
+        None,
+        25.0,
+        3.0,
+        Severity.LOW,
+        "count>=20",
+        "detector",
+        "m",
+    )
+    good = codec.loads(codec.encode(event))
+    variants = [good]
+    for path, value in [
+        (("data", "count"), -1),
+        (("data", "location", "lat"), 91),
+        (("id",), 5),
+        (("data", "severity"), "extreme"),
+        (("specversion",), "0.3"),
+    ]:
+        bad = json.loads(json.dumps(good))
+        target = bad
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        variants.append(bad)
+    inlined = validate._validators()["crowd.gathering.updated"]
+    assert "common.json" not in json.dumps(inlined.schema)
+    reference = Draft202012Validator(schemas["crowd.gathering.updated"], registry=registry)
+    verdicts = [(inlined.is_valid(v), reference.is_valid(v)) for v in variants]
+    assert verdicts[0] == (True, True)
+    assert all(a == b for a, b in verdicts)
+    assert not any(a for a, _ in verdicts[1:])

@@ -21,6 +21,26 @@ class InvalidEventError(ValueError):
     path, e.g. `data.count: -1 is less than the minimum of 0`."""
 
 
+_COMMON = "common.json"
+_DEFS = "#/$defs/"
+
+
+def inline_refs(node: Any, defs: Mapping[str, Any]) -> Any:
+    """The schema with every `common.json#/$defs/X` (and `#/$defs/X` inside common) replaced by
+    the definition itself. Same rules, but the validator no longer resolves references on every
+    message, which was a third of its time (benchmarks/alerting_throughput.py profile)."""
+    if isinstance(node, list):
+        return [inline_refs(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        name = ref.removeprefix(_COMMON).removeprefix(_DEFS)
+        if name != ref and name in defs and set(node) == {"$ref"}:
+            return inline_refs(defs[name], defs)
+    return {k: inline_refs(v, defs) for k, v in node.items()}
+
+
 @functools.cache
 def _validators() -> dict[str, Draft202012Validator]:
     # Built on first use, not at import: reading package files is I/O.
@@ -28,7 +48,11 @@ def _validators() -> dict[str, Draft202012Validator]:
     registry: Registry[Any] = Registry().with_resources(
         (s["$id"], Resource.from_contents(s, default_specification=DRAFT202012)) for s in schemas.values()
     )
-    return {t.value: Draft202012Validator(schemas[t.value], registry=registry) for t in EventType}
+    defs = schemas["common"]["$defs"]
+    return {
+        t.value: Draft202012Validator(inline_refs(schemas[t.value], defs), registry=registry)
+        for t in EventType
+    }
 
 
 def validate_envelope(obj: object) -> None:
