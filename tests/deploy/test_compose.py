@@ -32,10 +32,18 @@ DASHBOARDS = GRAFANA / "dashboards"
 
 ROLES = ("worker", "alerting", "console")
 INFRA = ("kafka", "redis", "prometheus", "grafana")
+# One-shot jobs: they run to completion, so others wait for their success, not their health.
+JOBS = ("cameras",)
 CONFIG_IN_CONTAINER = "/etc/crowdwatch/config.yaml"
 # What each role needs before it can start (DESIGN 1): workers publish to Kafka; alerting
 # consumes Kafka and writes Redis; the console reads Redis (and the bus).
-NEEDS = {"worker": {"kafka"}, "alerting": {"kafka", "redis"}, "console": {"redis"}, "grafana": {"prometheus"}}
+NEEDS = {
+    "worker": {"kafka", "cameras"},
+    "cameras": {"kafka"},
+    "alerting": {"kafka", "redis"},
+    "console": {"redis"},
+    "grafana": {"prometheus"},
+}
 # The dashboard must show at least these (metric families, as defined in src/).
 DASHBOARD_MUST_SHOW = {
     "crowdwatch_frames_analysed": "frames analysed",
@@ -264,7 +272,14 @@ def dashboard_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 def test_every_service_is_there() -> None:
-    assert set(services()) == set(ROLES) | set(INFRA)
+    assert set(services()) == set(ROLES) | set(INFRA) | set(JOBS)
+
+
+def test_workers_share_cameras_published_by_the_job() -> None:
+    worker, job = services()["worker"], services()["cameras"]
+    assert worker["command"][4:] == ["--assign", "kafka"]
+    assert job["command"] == ["crowdwatch", "cameras", "publish", "-c", CONFIG_IN_CONTAINER]
+    assert job.get("restart") == "no"
 
 
 @pytest.mark.parametrize("name", ROLES + INFRA)
@@ -280,12 +295,17 @@ def test_service_has_a_healthcheck(name: str) -> None:
         assert key in check, f"{name}: healthcheck without {key}"
 
 
-@pytest.mark.parametrize("name", ROLES + INFRA)
+@pytest.mark.parametrize("name", ROLES + INFRA + JOBS)
 def test_depends_on_waits_for_healthy_dependencies(name: str) -> None:
     depends = services()[name].get("depends_on", {})
     assert isinstance(depends, dict), f"{name}: depends_on needs the long form with conditions"
     for dependency, rule in depends.items():
         assert dependency in services(), f"{name} depends on unknown service {dependency}"
+        if dependency in JOBS:
+            assert rule.get("condition") == "service_completed_successfully", (
+                f"{name} -> {dependency}: {rule}"
+            )
+            continue
         assert rule == {"condition": "service_healthy"} or rule.get("condition") == "service_healthy", (
             f"{name} -> {dependency}: {rule}"
         )
