@@ -105,7 +105,7 @@ def test_density_map_rejects_bad_input(
 def test_mask_of_wrong_shape_and_degenerate_polygon_fail() -> None:
     dm = uniform_map()
     with pytest.raises(ValueError, match="mask shape"):
-        dm.integrate_mask(np.ones((10, 10), dtype=bool))
+        dm.integrate(np.ones((10, 10), dtype=bool))
     with pytest.raises(ValueError, match="3 vertices"):
         dm.integrate_polygon([(0, 0), (10, 10)])
 

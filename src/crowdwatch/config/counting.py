@@ -27,10 +27,11 @@ class DensityConfig(StrictModel):
     model: str = Field("csrnet-density", description="Density model: a catalog name or an ONNX path.")
     threads: int = Field(0, ge=0, description="ONNX Runtime threads; 0 = one per core.")
     max_side: int | None = Field(
-        1024,
+        None,
         ge=64,
-        description="Shrink larger frames to this longest side first (cost grows "
-        "with pixels; the integral is preserved). null = never shrink.",
+        description="Shrink larger frames to this longest side first: faster (cost "
+        "grows with pixels) but people shrink below what the network learnt and counts drop "
+        "(Mall at 480 px: MAE 5.6 -> 8.9). null = never shrink; measure before setting it.",
     )
     calibration: LinearCalibrationConfig = Field(
         default_factory=LinearCalibrationConfig,

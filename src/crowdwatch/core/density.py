@@ -114,7 +114,7 @@ class DensityMap:
     def integrate(self, zone: npt.ArrayLike) -> float:
         """`integrate_mask` for a boolean array of the image's shape, else `integrate_polygon`."""
         arr = np.asarray(zone)
-        if arr.dtype == np.bool_ and arr.ndim == 2 and arr.shape == self.image_shape:
+        if arr.dtype == np.bool_:  # a polygon is never boolean; a wrong-size mask fails clearly
             return self.integrate_mask(arr)
         return self.integrate_polygon(arr)
 
