@@ -16,6 +16,7 @@ from crowdwatch.detectors.letterbox import letterbox
 from crowdwatch.detectors.nms import box_iou
 from crowdwatch.detectors.onnx import CPU, OnnxDetector
 from crowdwatch.detectors.registry import build_detector
+from crowdwatch.detectors.ultralytics import UltralyticsDetector
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +128,17 @@ def test_detect_after_close_fails(
     detector.close()
     with pytest.raises(DetectorClosedError):
         detector.detect(bus_image)
+
+
+def test_ultralytics_batch_finds_what_single_frames_find(
+    pt_detector: Detector, asset_image: AssetReader
+) -> None:
+    # Same-size inputs, so one batch and single frames see the same padding.
+    images = [letterbox(asset_image(name), 640).image for name in ("bus.jpg", "zidane.jpg")]
+    assert isinstance(pt_detector, UltralyticsDetector)
+    batched = pt_detector.detect_batch(images)
+    assert len(batched) == len(images)
+    for image, found in zip(images, batched, strict=True):
+        single = pt_detector.detect(image)
+        assert len(found) == len(single) > 0
+        assert (_match(found, single) > 0.99).all()

@@ -37,6 +37,19 @@ class UltralyticsDetectorConfig(_DetectorCommon):
         "auto", description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."
     )
     half: bool = Field(True, description="Half precision on CUDA; ignored on CPU.")
+    batch_size: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Frames from different cameras inferred together in one batch (worth it on a "
+        "GPU with several cameras per worker; 1 = no batching, right for CPUs).",
+    )
+    batch_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="With batch_size > 1: how long the first frame waits for others to join its batch.",
+    )
 
 
 DetectorConfig = Annotated[OnnxDetectorConfig | UltralyticsDetectorConfig, Field(discriminator="type")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,12 @@ from crowdwatch.detectors.base import (
 )
 from crowdwatch.detectors.catalog import ResolvedModel
 from crowdwatch.detectors.classes import person_class_ids
+
+
+def _detections(boxes: Any) -> Detections:
+    xyxy = boxes.xyxy.cpu().numpy()
+    conf = boxes.conf.cpu().numpy()
+    return Detections(xyxy, conf, np.full(len(conf), PERSON_CLASS_ID, dtype=np.int32))
 
 
 def choose_device(requested: str, cuda_available: bool) -> str:
@@ -85,13 +92,17 @@ class UltralyticsDetector:
         return self._device
 
     def detect(self, image: npt.NDArray[np.uint8]) -> Detections:
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[Detections]:
+        """One forward pass over all `images` (sizes may differ: each is letterboxed)."""
         if self._model is None:
             raise DetectorClosedError(f"detector {self.name} is closed")
-        check_image(image)
-        boxes = self._model.predict(image, **self._args)[0].boxes  # numpy input is taken as BGR
-        xyxy = boxes.xyxy.cpu().numpy()
-        conf = boxes.conf.cpu().numpy()
-        return Detections(xyxy, conf, np.full(len(conf), PERSON_CLASS_ID, dtype=np.int32))
+        for image in images:
+            check_image(image)
+        # A list is one batch to Ultralytics; numpy input is taken as BGR.
+        results = self._model.predict(list(images), **self._args)
+        return [_detections(r.boxes) for r in results]
 
     def close(self) -> None:
         self._model = None

@@ -22,6 +22,12 @@ class WorkerMetrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2),
             registry=registry,
         )
+        self.detect_batch_size = Histogram(
+            "crowdwatch_detect_batch_size",
+            "Frames per batched inference (detector batch_size > 1 only).",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=registry,
+        )
         self.zone_count = Gauge(
             "crowdwatch_zone_people",
             "Smoothed people count per zone.",

@@ -11,10 +11,11 @@ import numpy as np
 import numpy.typing as npt
 
 from crowdwatch.config.counting import CountingConfig
-from crowdwatch.config.detector import DetectorConfig
+from crowdwatch.config.detector import DetectorConfig, UltralyticsDetectorConfig
 from crowdwatch.core.density import DensityMap
 from crowdwatch.core.types import Detections
 from crowdwatch.detectors.base import Detector
+from crowdwatch.detectors.batching import BatchDetector, BatchObserver, MicroBatcher
 from crowdwatch.detectors.density import DensityEstimator
 from crowdwatch.detectors.tiled import Region, TiledDetector
 
@@ -22,13 +23,15 @@ Image = npt.NDArray[np.uint8]
 
 
 def build_density_estimator(counting: CountingConfig, models_dir: Path | None) -> DensityEstimator:
-    from crowdwatch.detectors.catalog import default_models_dir, resolve
+    """The configured density model: a catalog name, a trained model (`crowdwatch models train`)
+    or an ONNX path. Raises ModelNotFetchedError naming the fetch or train command to run."""
+    from crowdwatch.detectors.catalog import default_models_dir
     from crowdwatch.detectors.density import CsrnetOnnxEstimator
+    from crowdwatch.detectors.trained import resolve_density_model
 
     cfg = counting.density
-    resolved = resolve(cfg.model, models_dir or default_models_dir(), "density")
-    name = resolved.entry.name if resolved.entry is not None else Path(cfg.model).stem
-    return CsrnetOnnxEstimator(resolved.path, name=name, threads=cfg.threads, max_side=cfg.max_side)
+    resolved = resolve_density_model(cfg.model, models_dir or default_models_dir())
+    return CsrnetOnnxEstimator(resolved.path, name=resolved.name, threads=cfg.threads, max_side=cfg.max_side)
 
 
 class ModelSet:
@@ -40,11 +43,13 @@ class ModelSet:
         *,
         detector: Detector | None = None,
         density: DensityEstimator | None = None,
+        on_batch: BatchObserver | None = None,
     ) -> None:
+        self._on_batch = on_batch
         self._detector_config = detector_config
         self._counting = counting
         self._models_dir = models_dir
-        self._detector = detector
+        self._detector = self._batched(detector) if detector is not None else None
         self._density = density
         self._detector_lock = threading.Lock()
         self._density_lock = threading.Lock()
@@ -54,7 +59,7 @@ class ModelSet:
         if detector and self._detector is None:
             from crowdwatch.detectors.registry import build_detector
 
-            self._detector = build_detector(self._detector_config, self._models_dir)
+            self._detector = self._batched(build_detector(self._detector_config, self._models_dir))
         if density and self._density is None:
             self._density = build_density_estimator(self._counting, self._models_dir)
 
@@ -68,6 +73,8 @@ class ModelSet:
 
     def detect(self, image: Image) -> Detections:
         detector = self._require_detector()
+        if isinstance(detector, MicroBatcher):
+            return detector.detect(image)  # it queues: callers must not hold the lock meanwhile
         with self._detector_lock:
             return detector.detect(image)
 
@@ -94,6 +101,16 @@ class ModelSet:
             self._detector.close()
         if self._density is not None:
             self._density.close()
+
+    def _batched(self, detector: Detector) -> Detector:
+        cfg = self._detector_config
+        if not isinstance(cfg, UltralyticsDetectorConfig) or cfg.batch_size == 1:
+            return detector
+        if not isinstance(detector, BatchDetector):
+            raise TypeError(f"detector {detector.name} cannot run batches (batch_size {cfg.batch_size})")
+        return MicroBatcher(
+            detector, max_batch=cfg.batch_size, max_wait_s=cfg.batch_wait_ms / 1000, on_batch=self._on_batch
+        )
 
     def _require_detector(self) -> Detector:
         if self._detector is None:

@@ -59,8 +59,14 @@ class WorkerRole:
         self.bus = bus if bus is not None else build_bus(config.bus, self.registry)
         self.live = live if live is not None else LiveState()
         cameras = [c for c in config.cameras if c.enabled]
+        metrics = WorkerMetrics(self.registry)
         self.models = ModelSet(
-            config.detector, config.counting, models_dir, detector=detector, density=density
+            config.detector,
+            config.counting,
+            models_dir,
+            detector=detector,
+            density=density,
+            on_batch=metrics.detect_batch_size.observe,
         )
         need_detector, need_density = CameraFleet.needs(cameras, config)
         self.models.load(detector=need_detector, density=need_density)
@@ -69,7 +75,7 @@ class WorkerRole:
             self.models,
             EventPublisher(self.bus),
             self.live,
-            WorkerMetrics(self.registry),
+            metrics,
             source_factory=source_factory,
         )
 
