@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +76,8 @@ def test_dead_camera_goes_offline_with_reason_and_others_keep_running(tmp_path: 
     assert offline[0]["topic"] == "camera-status"
 
 
-def _stop_when(condition):  # type: ignore[no-untyped-def]
+def _stop_when(condition: Callable[[], bool]) -> threading.Event:
     """An Event-like object that reports set once `condition()` holds (polled by app.run)."""
-    import threading
 
     class _Until(threading.Event):
         def is_set(self) -> bool:
