@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -18,7 +19,7 @@ from crowdwatch.core import codec
 from crowdwatch.core.alerts import Action, AlertChange
 from crowdwatch.core.routing import CenterDirectory, CenterInfo, Router
 from crowdwatch.core.types import AlertState, CameraStatusEvent, CrowdEvent, EventType
-from crowdwatch.store.base import RouteFn, StoreUpdate
+from crowdwatch.store.base import RouteFn, StoreUpdate, apply_each
 from crowdwatch.store.memory import MemoryAlertStore
 
 from .builders import (
@@ -37,17 +38,41 @@ DEADLINE_S = 5.0
 
 
 class FlakyStore(MemoryAlertStore):
-    """Fails the first `failures` apply_event calls, as a Redis timeout would."""
+    """Fails the first `failures` batches whole, as a Redis timeout would (the transaction
+    never ran), without saying how far it got."""
 
     def __init__(self, failures: int = 1) -> None:
         super().__init__()
         self.failures = failures
 
-    def apply_event(self, event: CrowdEvent, decide: RouteFn, now: float) -> AlertChange | None:
+    def apply_events(
+        self, events: Sequence[CrowdEvent], decide: RouteFn, now: float
+    ) -> list[AlertChange | None]:
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("store unreachable")
-        return super().apply_event(event, decide, now)
+        return super().apply_events(events, decide, now)
+
+
+class FailAt(MemoryAlertStore):
+    """Stores event by event and fails at its `fail_at`-th event (from 1), saying so with a
+    BatchApplyError, as a store that writes a prefix would."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+        self.calls = 0
+
+    def apply_events(
+        self, events: Sequence[CrowdEvent], decide: RouteFn, now: float
+    ) -> list[AlertChange | None]:
+        return apply_each(self._apply_one, events, decide, now)
+
+    def _apply_one(self, event: CrowdEvent, decide: RouteFn, now: float) -> AlertChange | None:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise TimeoutError("slow store")
+        return self.apply_event(event, decide, now)
 
 
 @dataclass
@@ -208,16 +233,7 @@ def test_store_failure_is_not_committed_and_is_redelivered() -> None:
 
 
 def test_failure_mid_batch_commits_the_finished_prefix() -> None:
-    class FailSecond(MemoryAlertStore):
-        calls = 0
-
-        def apply_event(self, event: CrowdEvent, decide: RouteFn, now: float) -> AlertChange | None:
-            self.calls += 1
-            if self.calls == 2:
-                raise TimeoutError("slow store")
-            return super().apply_event(event, decide, now)
-
-    rig = make_rig(store=FailSecond())
+    rig = make_rig(store=FailAt(2))
     for seq in range(3):
         rig.publish(crowd_event(UPDATED if seq else STARTED, seq=seq))
     assert rig.service.run_once(0.05) == 1
@@ -226,6 +242,53 @@ def test_failure_mid_batch_commits_the_finished_prefix() -> None:
     alert = rig.store.get(ALERT_ID)
     assert alert is not None
     assert alert.last_event_seq == 2
+
+
+def test_a_failure_leaves_the_rest_of_the_batch_for_the_next_poll() -> None:
+    """Dead letters before the failed event are sent and committed; those after it wait for
+    the redelivery, so that none is dead-lettered twice."""
+    rig = make_rig(store=FailAt(2))
+    rig.publish(crowd_event(STARTED, seq=0))
+    rig.bus.publish(CROWD_EVENTS, "cam-1", b"first bad")
+    rig.publish(crowd_event(UPDATED, seq=1))  # the store fails here
+    rig.bus.publish(CROWD_EVENTS, "cam-1", b"second bad")
+    rig.publish(crowd_event(UPDATED, seq=2))
+    assert rig.service.run_once(0.05) == 2
+    assert [m.value for m in rig.bus.messages(CROWD_EVENTS_DLQ)] == [b"first bad"]
+    assert rig.bus.committed(DEFAULT_GROUP, CROWD_EVENTS) == 2
+    assert rig.process(3) == 3
+    assert [m.value for m in rig.bus.messages(CROWD_EVENTS_DLQ)] == [b"first bad", b"second bad"]
+    alert = rig.store.get(ALERT_ID)
+    assert alert is not None
+    assert alert.last_event_seq == 2
+    assert rig.bus.committed(DEFAULT_GROUP, CROWD_EVENTS) == 5
+
+
+def test_a_poll_is_stored_in_one_call_and_counted_per_batch() -> None:
+    class Counting(MemoryAlertStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[int] = []
+
+        def apply_events(
+            self, events: Sequence[CrowdEvent], decide: RouteFn, now: float
+        ) -> list[AlertChange | None]:
+            self.batches.append(len(events))
+            return super().apply_events(events, decide, now)
+
+    store = Counting()
+    rig = make_rig(store=store)
+    for seq in range(4):
+        rig.publish(crowd_event(UPDATED if seq else STARTED, seq=seq))
+    rig.publish(crowd_event(UPDATED, seq=2))  # a duplicate: consumed, changes nothing
+    rig.publish(camera_event(EventType.CAMERA_OFFLINE))
+    assert rig.process(6) == 6
+    assert store.batches == [5]
+    assert rig.metric("events_consumed_total", type=UPDATED.value) == 4
+    assert rig.metric("events_consumed_total", type=STARTED.value) == 1
+    assert rig.metric("events_consumed_total", type="camera.offline") == 1
+    assert rig.metric("alerts_created_total") == 1
+    assert rig.metric("processing_latency_seconds_count") == 4  # one per change
 
 
 def test_a_restarted_service_resumes_after_the_last_commit() -> None:

@@ -115,7 +115,8 @@ def test_bad_messages_go_to_the_dlq_and_the_service_keeps_consuming(bus: Renamin
     bus.publish(CROWD_EVENTS, "cam-1", codec.encode(crowd_event(seq=0)))
     bus.flush()
 
-    store, errors, group = MemoryAlertStore(), [], f"alerting-{uuid.uuid4().hex[:8]}"
+    errors: list[Exception] = []
+    store, group = MemoryAlertStore(), f"alerting-{uuid.uuid4().hex[:8]}"
     service = make_service(bus, store, group, errors)
     assert process(service, 3) == 3
     service.close()

@@ -41,7 +41,7 @@ def test_sasl_over_tls_options_and_secrets() -> None:
         security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512",
         sasl_username="worker",
-        sasl_password="s3cret",  # type: ignore[arg-type]  # pydantic turns it into SecretStr
+        sasl_password="s3cret",  # pydantic turns it into SecretStr
         ssl_cafile="/etc/ca.pem",
         client_id="worker-7",
     )

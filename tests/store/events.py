@@ -1,10 +1,12 @@
-"""Event builders for the store tests (kept here so that this package stands alone)."""
+"""Event builders and a routing function for the store tests (kept here so that this package
+stands alone)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from crowdwatch.core.routing import RouteDecision
 from crowdwatch.core.types import CameraStatusEvent, CrowdEvent, EventType, GeoPoint, Severity
 
 T0 = 1_700_000_000.0
@@ -37,3 +39,16 @@ def camera_event(
     return replace(
         CameraStatusEvent(type=type, camera_id="cam-1", ts=ts, reason="no frames for 20 s"), **changes
     )
+
+
+@dataclass
+class Decide:
+    """A routing function that counts its calls."""
+
+    center: str = "c1"
+    sla_s: float = 120.0
+    calls: list[str] = field(default_factory=list)
+
+    def __call__(self, event: CrowdEvent) -> RouteDecision:
+        self.calls.append(event.id)
+        return RouteDecision(self.center, "inside:community", self.sla_s)

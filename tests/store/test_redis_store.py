@@ -288,6 +288,8 @@ def test_a_client_with_bytes_and_resp3_works() -> None:
             store.subscribe(seen.append)
             store.act(ALERT_ID, Action.ACKNOWLEDGE, "op", T0 + 1)
             wait_until(lambda: len(seen) == 1, "the acknowledgement")
+            batch = [crowd_event(EventType.GATHERING_UPDATED, seq=1), crowd_event(zone_id="exit")]
+            assert [c.kind for c in store.apply_events(batch, route(), T0 + 2) if c] == ["updated", "created"]
         finally:
             keys = list(raw.scan_iter(match=f"{store.keys.prefix}:*"))
             if keys:

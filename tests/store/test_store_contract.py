@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -12,24 +11,11 @@ from crowdwatch.core.routing import RouteDecision
 from crowdwatch.core.types import AlertState, CrowdEvent, EventType
 from crowdwatch.store.base import AlertNotFoundError, AlertStore, StoreUpdate
 
-from .events import T0, camera_event, crowd_event
+from .events import T0, Decide, camera_event, crowd_event
 from .polling import wait_until
 
 STARTED, UPDATED, ENDED = EventType.GATHERING_STARTED, EventType.GATHERING_UPDATED, EventType.GATHERING_ENDED
 ALERT_ID = "cam-1:gate:1700000000000"
-
-
-@dataclass
-class Decide:
-    """A routing function that counts its calls."""
-
-    center: str = "c1"
-    sla_s: float = 120.0
-    calls: list[str] = field(default_factory=list)
-
-    def __call__(self, event: CrowdEvent) -> RouteDecision:
-        self.calls.append(event.id)
-        return RouteDecision(self.center, "inside:community", self.sla_s)
 
 
 def test_first_event_creates_the_alert(store: AlertStore) -> None:

@@ -4,7 +4,7 @@ alerting workers can share one store."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from crowdwatch.core.alerts import Action, AlertChange, ChangeKind, InvalidTransition
@@ -16,11 +16,13 @@ __all__ = [
     "AlertChange",
     "AlertNotFoundError",
     "AlertStore",
+    "BatchApplyError",
     "ChangeKind",
     "InvalidTransition",
     "Listener",
     "RouteFn",
     "StoreUpdate",
+    "apply_each",
 ]
 
 RouteFn = Callable[[CrowdEvent], RouteDecision]
@@ -38,11 +40,31 @@ class AlertNotFoundError(KeyError):
         return f"no alert '{self.alert_id}'"
 
 
+class BatchApplyError(Exception):
+    """`apply_events` stopped at one event: the events before it are stored and `applied`
+    holds their results; that event and the ones after it are not stored. `cause` is what
+    went wrong (also chained as `__cause__`)."""
+
+    def __init__(self, applied: list[AlertChange | None], cause: Exception) -> None:
+        super().__init__(f"stored {len(applied)} event(s) of the batch, then: {cause}")
+        self.applied = applied
+        self.cause = cause
+
+
 class AlertStore(Protocol):
     def apply_event(self, event: CrowdEvent, decide: RouteFn, now: float) -> AlertChange | None:
         """Create the episode's alert (routing it with `decide`, called only then) or fold the
         event into it. None when nothing changed: the event id was applied before, or the event
         is older than the alert's last one. Safe to call again with a redelivered event."""
+        ...
+
+    def apply_events(
+        self, events: Sequence[CrowdEvent], decide: RouteFn, now: float
+    ) -> list[AlertChange | None]:
+        """`apply_event` for each event in order, with the same results (an event repeated in
+        the batch, or older than one before it, changes nothing the second time), in as few
+        round trips as the store can. When one fails, raises BatchApplyError: what came before
+        it is stored, it and the rest are not, so the caller can retry from there."""
         ...
 
     def act(
@@ -96,3 +118,20 @@ class AlertStore(Protocol):
     def close(self) -> None:
         """Release connections and background threads. Idempotent."""
         ...
+
+
+def apply_each(
+    apply: Callable[[CrowdEvent, RouteFn, float], AlertChange | None],
+    events: Sequence[CrowdEvent],
+    decide: RouteFn,
+    now: float,
+) -> list[AlertChange | None]:
+    """`apply_events` done one `apply` at a time (for stores with nothing better to offer, and
+    as a fallback)."""
+    results: list[AlertChange | None] = []
+    for event in events:
+        try:
+            results.append(apply(event, decide, now))
+        except Exception as exc:
+            raise BatchApplyError(results, exc) from exc
+    return results

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from crowdwatch.core import alerts as lifecycle
 from crowdwatch.core.alerts import Action, AlertChange
 from crowdwatch.core.types import Alert, AuditEntry, CameraStatusEvent, CrowdEvent
-from crowdwatch.store.base import AlertNotFoundError, Listener, RouteFn, StoreUpdate
+from crowdwatch.store.base import AlertNotFoundError, BatchApplyError, Listener, RouteFn, StoreUpdate
+from crowdwatch.store.batch import BatchPlan, plan_batch
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +28,18 @@ class MemoryAlertStore:
         self._listeners: list[Listener] = []
 
     def apply_event(self, event: CrowdEvent, decide: RouteFn, now: float) -> AlertChange | None:
-        with self._lock:
-            if event.id in self._applied:
-                return None
-            current = self._alerts.get(event.episode_key)
-            change = (
-                lifecycle.open_alert(event, decide(event), now)
-                if current is None
-                else lifecycle.apply_event(current, event, now)
-            )
-            # Marked applied only once it succeeded, so a failed attempt can be retried.
-            self._applied.add(event.id)
-            if change is not None:
-                self._commit(change)
-            return change
+        plan = self._apply([event], decide, now)
+        if plan.failure is not None:
+            raise plan.failure  # nothing stored: a retry starts afresh
+        return plan.results[0]
+
+    def apply_events(
+        self, events: Sequence[CrowdEvent], decide: RouteFn, now: float
+    ) -> list[AlertChange | None]:
+        plan = self._apply(events, decide, now)
+        if plan.failure is not None:
+            raise BatchApplyError(plan.results, plan.failure) from plan.failure
+        return plan.results
 
     def act(
         self,
@@ -117,6 +116,17 @@ class MemoryAlertStore:
 
     def close(self) -> None:
         """Nothing to release: the memory store lives and dies with its process."""
+
+    def _apply(self, events: Sequence[CrowdEvent], decide: RouteFn, now: float) -> BatchPlan:
+        """Plan `events` against the stored alerts and keep what the plan did (up to its
+        failure, if any), in one step under the lock."""
+        with self._lock:
+            plan = plan_batch(events, self._applied, self._alerts, decide, now)
+            # Marked applied only once planned without error, so a failed event can be retried.
+            self._applied.update(plan.applied)
+            for write in plan.writes:
+                self._commit(write.change)
+            return plan
 
     def _require(self, alert_id: str) -> Alert:
         alert = self._alerts.get(alert_id)

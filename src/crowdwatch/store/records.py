@@ -2,14 +2,21 @@
 them (Redis hashes and stream entries). Pure: stdlib and the core only.
 
 Floats are written with `repr`, so they read back bit for bit; optional values that are None
-are left out of the record. Camera status reuses the event codec (CloudEvents JSON).
+are left out of the record. Camera status reuses the event codec (CloudEvents JSON). JSON inside
+records is written by orjson where it is installed (the same JSON, written compactly), else by
+the standard library.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Final, get_args
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, get_args
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a declared dependency; the stdlib path is complete
+    orjson = None  # type: ignore[assignment]
 
 from crowdwatch.core import codec
 from crowdwatch.core.alerts import AlertChange, ChangeKind
@@ -120,7 +127,7 @@ def audit_to_fields(entry: AuditEntry) -> dict[str, str]:
         "note": entry.note,
         "center_id": entry.center_id,
         # A list of pairs, not an object: keeps the tuple's order exactly.
-        "extra": json.dumps([list(pair) for pair in entry.extra], ensure_ascii=False),
+        "extra": _dumps([list(pair) for pair in entry.extra]),
     }
     if entry.from_state is not None:
         fields["from_state"] = entry.from_state.value
@@ -162,12 +169,29 @@ def update_to_fields(update: StoreUpdate) -> dict[str, str]:
     """One stream entry for an alert change or a camera status."""
     if isinstance(update, CameraStatusEvent):
         return {"type": "camera", "event": codec.encode(update).decode("utf-8")}
+    return change_to_fields(update, alert_to_fields(update.alert), [audit_to_fields(e) for e in update.audit])
+
+
+def change_to_fields(
+    change: AlertChange, alert_fields: Mapping[str, str], audit_fields: Sequence[Mapping[str, str]]
+) -> dict[str, str]:
+    """`update_to_fields` of an alert change whose alert and audit records are at hand (a store
+    that writes those records too serialises each once)."""
     return {
         "type": "alert",
-        "kind": update.kind,
-        "alert": json.dumps(alert_to_fields(update.alert), ensure_ascii=False),
-        "audit": json.dumps([audit_to_fields(e) for e in update.audit], ensure_ascii=False),
+        "kind": change.kind,
+        "alert": _dumps(alert_fields),
+        "audit": _dumps(audit_fields),
     }
+
+
+def _dumps(obj: Any) -> str:
+    if orjson is not None:
+        try:
+            return orjson.dumps(obj).decode("utf-8")
+        except TypeError:
+            pass  # e.g. a lone surrogate, which orjson refuses: the stdlib writes it as before
+    return json.dumps(obj, ensure_ascii=False)
 
 
 def update_from_fields(fields: Mapping[str, str]) -> StoreUpdate:

@@ -4,7 +4,10 @@ Every method is one atomic step. Alert changes are optimistic transactions: WATC
 the event's dedupe key), read it, let the pure lifecycle (`core.alerts`) decide, then write the
 alert, its indexes, its audit entries and its change notifications in one MULTI/EXEC; a WatchError
 means another worker changed the alert meanwhile, so the step starts again from a fresh read.
-Camera status is a compare-and-set, done by a small Lua script.
+Events go the same way in batches (`apply_events`, `apply_event` being a batch of one): WATCH and
+every read in one round trip, the plan of `store.batch` (the same as the memory store's), every
+write in a second (`store.redis_wire`, `store.redis_writes`). Camera status is a compare-and-set,
+done by a small Lua script.
 
 Keys, under a configurable prefix `P` (default `cw`):
 
@@ -32,7 +35,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Self, TypeVar
 
@@ -45,18 +48,27 @@ from crowdwatch.core import alerts as lifecycle
 from crowdwatch.core import codec
 from crowdwatch.core.alerts import Action, AlertChange
 from crowdwatch.core.routing import RouteDecision
-from crowdwatch.core.types import Alert, AlertState, AuditEntry, CameraStatusEvent, CrowdEvent
-from crowdwatch.store.base import AlertNotFoundError, Listener, RouteFn, StoreUpdate
+from crowdwatch.core.types import Alert, AuditEntry, CameraStatusEvent, CrowdEvent
+from crowdwatch.store import redis_wire as wire
+from crowdwatch.store.base import (
+    AlertNotFoundError,
+    BatchApplyError,
+    Listener,
+    RouteFn,
+    StoreUpdate,
+    apply_each,
+)
+from crowdwatch.store.batch import plan_batch
 from crowdwatch.store.records import (
     RecordError,
     alert_from_fields,
-    alert_to_fields,
     audit_from_fields,
-    audit_to_fields,
     camera_status_from_json,
     update_from_fields,
     update_to_fields,
 )
+from crowdwatch.store.redis_keys import RedisKeys
+from crowdwatch.store.redis_writes import batch_commands, change_commands
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +76,9 @@ _T = TypeVar("_T")
 # Optimistic transactions retry on conflict; every retry means another worker committed, so this
 # is only reached by a livelock (or a bug), and then failing loudly beats spinning forever.
 MAX_ATTEMPTS: Final = 100
+# A batch conflicts when any one of its alerts changed meanwhile (another worker, a rebalance):
+# after a few tries it goes event by event, each event with MAX_ATTEMPTS of its own.
+BATCH_ATTEMPTS: Final = 5
 # How long one XREAD of the listener thread blocks; unsubscribe wakes it at once (CLIENT UNBLOCK).
 READ_BLOCK_MS: Final = 1000
 READ_BATCH: Final = 100
@@ -86,59 +101,6 @@ return 1
 
 class StoreConflictError(RuntimeError):
     """An optimistic transaction lost to other writers MAX_ATTEMPTS times in a row."""
-
-
-@dataclass(frozen=True, slots=True)
-class RedisKeys:
-    """The key layout (see the module docstring)."""
-
-    prefix: str
-
-    def alert(self, alert_id: str) -> str:
-        return f"{self.prefix}:alert:{alert_id}"
-
-    @property
-    def alerts(self) -> str:
-        return f"{self.prefix}:alerts"
-
-    @property
-    def open(self) -> str:
-        return f"{self.prefix}:open"
-
-    def center_all(self, center_id: str) -> str:
-        return f"{self.prefix}:center:{center_id}:all"
-
-    def center_open(self, center_id: str) -> str:
-        return f"{self.prefix}:center:{center_id}:open"
-
-    @property
-    def escalations(self) -> str:
-        return f"{self.prefix}:escalations"
-
-    def event(self, event_id: str) -> str:
-        return f"{self.prefix}:event:{event_id}"
-
-    @property
-    def audit(self) -> str:
-        return f"{self.prefix}:audit"
-
-    def alert_audit(self, alert_id: str) -> str:
-        return f"{self.prefix}:audit:{alert_id}"
-
-    @property
-    def changes(self) -> str:
-        return f"{self.prefix}:changes"
-
-    def center_stream(self, center_id: str) -> str:
-        return f"{self.prefix}:stream:center:{center_id}"
-
-    @property
-    def cameras(self) -> str:
-        return f"{self.prefix}:cameras"
-
-    @property
-    def camera_ts(self) -> str:
-        return f"{self.prefix}:camera-ts"
 
 
 def client_from_config(config: RedisStoreConfig) -> redis.Redis:
@@ -201,31 +163,35 @@ class RedisAlertStore:
     # --- alert changes ----------------------------------------------------------------------
 
     def apply_event(self, event: CrowdEvent, decide: RouteFn, now: float) -> AlertChange | None:
-        k = self._keys
-        event_key, alert_key = k.event(event.id), k.alert(event.episode_key)
-        decision: RouteDecision | None = None  # routed once, even when the transaction retries
+        # Routed once, even when the transaction retries.
+        results, failure = self._apply_batch([event], _routed_once(decide), now, MAX_ATTEMPTS)
+        if failure is not None:
+            raise failure  # nothing was written: a retry starts afresh
+        return results[0]
 
-        def step(pipe: Pipeline) -> tuple[AlertChange | None, _Writer | None]:
-            nonlocal decision
-            if pipe.exists(event_key):
-                return None, None
-            current = _read_alert(pipe, alert_key)
-            if current is None:
-                decision = decision or decide(event)
-                change: AlertChange | None = lifecycle.open_alert(event, decision, now)
-            else:
-                change = lifecycle.apply_event(current, event, now)
-
-            def write(tx: Pipeline) -> None:
-                # Marked applied in the same transaction as the change, so a failed attempt can
-                # be retried; a stale event (no change) is marked too, like the memory store does.
-                tx.set(event_key, "1", nx=True, ex=self._dedupe_ttl_s)
-                if change is not None:
-                    self._write_change(tx, current, change)
-
-            return change, write
-
-        return self._transact([event_key, alert_key], step)
+    def apply_events(
+        self, events: Sequence[CrowdEvent], decide: RouteFn, now: float
+    ) -> list[AlertChange | None]:
+        """One optimistic transaction for the whole batch: WATCH its dedupe keys and alerts,
+        read them all in one round trip, plan with `store.batch`, write everything in one
+        MULTI/EXEC. After BATCH_ATTEMPTS conflicts, event by event (each with its own retries)."""
+        if not events:
+            return []
+        decide = _routed_once(decide)  # kept across attempts: routed once per new alert
+        try:
+            results, failure = self._apply_batch(events, decide, now, BATCH_ATTEMPTS)
+        except StoreConflictError:
+            log.info(
+                "alert store: a batch of %d events kept conflicting; applying them one by one", len(events)
+            )
+            return apply_each(self.apply_event, events, decide, now)
+        except Exception as exc:
+            # Redis failed before or during EXEC: nothing is stored (or, with the reply lost,
+            # all of it is, and the redelivered events are deduplicated).
+            raise BatchApplyError([], exc) from exc
+        if failure is not None:
+            raise BatchApplyError(results, failure) from failure
+        return results
 
     def act(
         self,
@@ -354,6 +320,32 @@ class RedisAlertStore:
 
     # --- internals --------------------------------------------------------------------------
 
+    def _apply_batch(
+        self, events: Sequence[CrowdEvent], decide: RouteFn, now: float, attempts: int
+    ) -> tuple[list[AlertChange | None], Exception | None]:
+        """Plan and write `events` in one transaction, retried up to `attempts` times on
+        conflict. Returns the plan's results and its failure (routing failed there: the events
+        before it are written, the rest not); raises StoreConflictError after the last try."""
+        k = self._keys
+        event_keys = [k.event(e.id) for e in events]
+        alert_ids = list(dict.fromkeys(e.episode_key for e in events))
+        alert_keys = [k.alert(a) for a in alert_ids]
+        reads: list[wire.Command] = [("MGET", *event_keys), *(("HGETALL", key) for key in alert_keys)]
+        with wire.connection(self._client) as conn:
+            for _ in range(attempts):
+                marks, *rows = wire.watch_and_read(conn, [*event_keys, *alert_keys], reads)
+                applied = {e.id for e, mark in zip(events, marks, strict=True) if mark is not None}
+                stored = {a: _alert_or_none(_hash_reply(row)) for a, row in zip(alert_ids, rows, strict=True)}
+                plan = plan_batch(events, applied, stored, decide, now)
+                if not plan.applied:
+                    wire.unwatch(conn)
+                    return plan.results, plan.failure
+                if wire.execute(conn, batch_commands(k, plan, self._dedupe_ttl_s, self._maxlen)):
+                    return plan.results, plan.failure
+        raise StoreConflictError(
+            f"gave up after {attempts} conflicting writes to a batch of {len(events)} events"
+        )
+
     def _transact(self, watch: list[str], step: Callable[[Pipeline], tuple[_T, _Writer | None]]) -> _T:
         """Optimistic transaction: WATCH `watch`, run `step` (reads, then decides), then EXEC
         the writes it returns; start again when a watched key changed before EXEC."""
@@ -374,45 +366,10 @@ class RedisAlertStore:
         raise StoreConflictError(f"gave up after {MAX_ATTEMPTS} conflicting writes to {watch}")
 
     def _write_change(self, tx: Pipeline, before: Alert | None, change: AlertChange) -> None:
-        """Queue what one change writes: the alert, the indexes it moved in, audit entries and
-        notifications. `before` is the stored alert (read under WATCH), so unchanged index
-        entries are left alone."""
-        k, alert = self._keys, change.alert
-        key, created = k.alert(alert.id), {alert.id: alert.created_at}
-        fields = alert_to_fields(alert)
-        if before is not None and (gone := alert_to_fields(before).keys() - fields.keys()):
-            tx.hdel(key, *sorted(gone))  # optional fields that became None
-        tx.hset(key, mapping=fields)  # type: ignore[arg-type]  # a dict[str, str] is fine (invariance)
-        moved = before is None or before.center_id != alert.center_id
-        if before is None:
-            tx.zadd(k.alerts, created)
-        elif moved:
-            tx.zrem(k.center_all(before.center_id), alert.id)
-            tx.zrem(k.center_open(before.center_id), alert.id)
-        if moved:
-            tx.zadd(k.center_all(alert.center_id), created)
-        if moved or before is None or before.is_open != alert.is_open:
-            if alert.is_open:
-                tx.zadd(k.open, created)
-                tx.zadd(k.center_open(alert.center_id), created)
-            else:
-                tx.zrem(k.open, alert.id)
-                tx.zrem(k.center_open(alert.center_id), alert.id)
-        deadline = alert.escalate_at if _awaits_escalation(alert) else None
-        if before is None or deadline != (before.escalate_at if _awaits_escalation(before) else None):
-            if deadline is None:
-                tx.zrem(k.escalations, alert.id)
-            else:
-                tx.zadd(k.escalations, {alert.id: deadline})
-        for entry in change.audit:
-            record = audit_to_fields(entry)
-            tx.xadd(k.audit, record)  # type: ignore[arg-type]  # as hset above
-            tx.xadd(k.alert_audit(alert.id), record)  # type: ignore[arg-type]
-        update = update_to_fields(change)
-        centers = {alert.center_id} if before is None else {before.center_id, alert.center_id}
-        for center in sorted(centers):
-            tx.xadd(k.center_stream(center), update, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
-        tx.xadd(k.changes, update, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+        """Queue what one change writes (`redis_writes.change_commands`). `before` is the stored
+        alert (read under WATCH), so unchanged index entries are left alone."""
+        for command in change_commands(self._keys, before, change, self._maxlen):
+            tx.execute_command(*command)  # type: ignore[no-untyped-call]  # untyped in redis-py
 
     def _read_alerts(self, ids: list[str]) -> list[Alert]:
         if not ids:
@@ -529,13 +486,17 @@ class _ChangeReader:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _awaits_escalation(alert: Alert) -> bool:
-    """Belongs in the escalation index: would be due once its deadline passes."""
-    return (
-        alert.escalate_at is not None
-        and alert.state in (AlertState.NEW, AlertState.ESCALATED)
-        and not alert.gathering_ended
-    )
+def _routed_once(decide: RouteFn) -> RouteFn:
+    """`decide`, remembered per episode: a retried transaction does not route again."""
+    decisions: dict[str, RouteDecision] = {}
+
+    def route(event: CrowdEvent) -> RouteDecision:
+        decision = decisions.get(event.episode_key)
+        if decision is None:
+            decision = decisions[event.episode_key] = decide(event)
+        return decision
+
+    return route
 
 
 def _require(alert: Alert | None, alert_id: str) -> Alert:
@@ -546,6 +507,14 @@ def _require(alert: Alert | None, alert_id: str) -> Alert:
 
 def _read_alert(pipe: Pipeline, key: str) -> Alert | None:
     return _alert_or_none(_text_map(pipe.hgetall(key)))
+
+
+def _hash_reply(reply: Any) -> dict[str, str]:
+    """An HGETALL reply read off the connection: a flat [field, value, ...] list (RESP2) or a
+    map (RESP3)."""
+    if isinstance(reply, dict):
+        return _text_map(reply)
+    return _text_map(dict(zip(reply[0::2], reply[1::2], strict=True)))
 
 
 def _alert_or_none(fields: dict[str, str]) -> Alert | None:

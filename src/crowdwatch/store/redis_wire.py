@@ -1,0 +1,85 @@
+"""Optimistic transactions over one Redis connection in two round trips: WATCH and every read
+in the first, MULTI, every write and EXEC in the second.
+
+redis-py's Pipeline sends each command alone while it watches, and packs arguments in Python;
+a batch of a thousand events is thousands of commands, so they go out here as whole packets
+packed by hiredis (redis-py's own packer where hiredis is missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.connection import Connection
+from redis.exceptions import ResponseError
+
+try:
+    import hiredis
+except ImportError:  # pragma: no cover - a declared dependency (redis[hiredis])
+    hiredis = None  # type: ignore[assignment]
+
+Command = tuple[str, ...]
+
+
+@contextmanager
+def connection(client: redis.Redis) -> Iterator[Connection]:
+    """A connection of the client's pool, held for one transaction. Released clean: after an
+    error it is closed, since replies may be left unread or a WATCH in place."""
+    pool = client.connection_pool
+    conn: Connection = pool.get_connection()
+    try:
+        yield conn
+    except BaseException:
+        conn.disconnect()  # type: ignore[no-untyped-call]
+        raise
+    finally:
+        pool.release(conn)
+
+
+def watch_and_read(conn: Connection, watch: Sequence[str], reads: Sequence[Command]) -> list[Any]:
+    """WATCH `watch`, then run `reads`: one round trip; their replies, as the connection
+    decodes them (RESP2 hashes come as flat lists)."""
+    _send(conn, [("WATCH", *watch), *reads])
+    conn.read_response()  # OK
+    return [conn.read_response() for _ in reads]
+
+
+def unwatch(conn: Connection) -> None:
+    _send(conn, [("UNWATCH",)])
+    conn.read_response()
+
+
+def execute(conn: Connection, writes: Sequence[Command]) -> bool:
+    """MULTI, `writes`, EXEC: one round trip. False when a watched key changed (nothing was
+    written); raises ResponseError when Redis refused a command: while queueing (nothing was
+    written) or while executing (the others were: Redis does not roll back)."""
+    _send(conn, [("MULTI",), *writes, ("EXEC",)])
+    refused: ResponseError | None = None
+    for _ in range(len(writes) + 1):  # OK, then QUEUED for each write
+        try:
+            conn.read_response()
+        except ResponseError as exc:
+            refused = refused or exc  # read on: every reply must leave the socket
+    try:
+        replies = conn.read_response()
+    except ResponseError:  # EXECABORT, because of `refused`
+        if refused is not None:
+            raise refused from None
+        raise
+    if replies is None:
+        return False
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return True
+
+
+def _send(conn: Connection, commands: Sequence[Command]) -> None:
+    if hiredis is not None:
+        packed: list[bytes] = [b"".join(hiredis.pack_command(c) for c in commands)]  # type: ignore[arg-type]
+    else:  # pragma: no cover
+        packed = conn.pack_commands(commands)
+    conn.send_packed_command(packed)  # type: ignore[no-untyped-call]

@@ -1,0 +1,124 @@
+"""A batch on Redis: one transaction that leaves exactly the keys that applying its events one
+at a time leaves, retried when another writer got in between, and split up when that keeps
+happening. (The contract tests cover what a batch returns.)"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+import redis
+from redis.connection import Connection
+
+from crowdwatch.config.backends import RedisStoreConfig
+from crowdwatch.core.types import EventType
+from crowdwatch.store import redis_wire
+from crowdwatch.store.base import BatchApplyError
+from crowdwatch.store.redis import BATCH_ATTEMPTS, RedisAlertStore
+
+from .conftest import open_redis_store, redis_config
+from .events import T0, Decide, crowd_event
+from .test_batch_contract import MIXED
+
+pytestmark = pytest.mark.redis
+
+GATE = "cam-1:gate:1700000000000"
+UPDATED = EventType.GATHERING_UPDATED
+
+
+@pytest.fixture
+def stores() -> Iterator[Callable[[], RedisAlertStore]]:
+    """Makes stores on one Redis, each with a prefix of its own."""
+    with ExitStack() as cleanup:
+        yield lambda: open_redis_store(cleanup, redis_config())
+
+
+@pytest.fixture
+def client(stores: Callable[[], RedisAlertStore]) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_config().url, decode_responses=True) as c:
+        yield c
+
+
+def snapshot(client: redis.Redis, prefix: str) -> dict[str, Any]:
+    """Every key under `prefix` and what it holds; stream entries without their ids (times),
+    dedupe keys with whether they expire."""
+    out: dict[str, Any] = {}
+    for key in sorted(client.scan_iter(match=f"{prefix}:*")):
+        name, kind = key.removeprefix(prefix), client.type(key)
+        if kind == "hash":
+            out[name] = client.hgetall(key)
+        elif kind == "zset":
+            out[name] = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "stream":
+            out[name] = [fields for _, fields in client.xrange(key) or []]
+        else:
+            out[name] = (client.get(key), client.ttl(key) > 0)
+    return out
+
+
+def test_a_batch_leaves_the_keys_that_one_event_at_a_time_leaves(
+    stores: Callable[[], RedisAlertStore], client: redis.Redis
+) -> None:
+    batched, single = stores(), stores()
+    for store in (batched, single):  # an alert stored before, so that the batch reads one
+        store.apply_event(crowd_event(zone_id="early"), Decide(), T0)
+    batched.apply_events(MIXED, Decide(), T0 + 1)
+    for event in MIXED:
+        single.apply_event(event, Decide(), T0 + 1)
+    assert snapshot(client, batched.keys.prefix) == snapshot(client, single.keys.prefix)
+
+
+def test_a_conflicting_writer_makes_the_batch_start_again(
+    stores: Callable[[], RedisAlertStore], client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = stores()
+    store.apply_event(crowd_event(), Decide(), T0)
+    reads: list[int] = []
+    real = redis_wire.watch_and_read
+
+    def read_then_interfere(conn: Connection, watch: Sequence[str], commands: Sequence[Any]) -> list[Any]:
+        replies = real(conn, watch, commands)
+        reads.append(len(commands))
+        if len(reads) == 1:  # another worker writes the alert between our read and our EXEC
+            client.hset(store.keys.alert(GATE), "peak", "99.0")
+        return replies
+
+    monkeypatch.setattr(redis_wire, "watch_and_read", read_then_interfere)
+    results = store.apply_events([crowd_event(UPDATED, seq=1, peak=40.0)], Decide(), T0 + 1)
+    assert len(reads) == 2  # read again after EXEC was refused
+    assert results[0] is not None
+    assert results[0].alert.peak == 99.0  # planned on the other worker's write, not over it
+    assert store.get(GATE) == results[0].alert
+
+
+def test_a_batch_that_keeps_conflicting_goes_event_by_event(
+    stores: Callable[[], RedisAlertStore], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, reference = stores(), stores()
+    refused: list[int] = []
+    real = redis_wire.execute
+
+    def conflicting(conn: Connection, writes: Sequence[Any]) -> bool:
+        if len(refused) < BATCH_ATTEMPTS:
+            refused.append(len(writes))
+            return False  # as if a watched key changed every time
+        return real(conn, writes)
+
+    monkeypatch.setattr(redis_wire, "execute", conflicting)
+    with caplog.at_level(logging.INFO):
+        results = store.apply_events(MIXED, Decide(), T0)
+    assert len(refused) == BATCH_ATTEMPTS
+    assert "one by one" in caplog.text
+    assert results == reference.apply_events(MIXED, Decide(), T0)
+    assert store.audit() == reference.audit()
+
+
+def test_an_unreachable_redis_stores_nothing_of_the_batch() -> None:
+    config = RedisStoreConfig(url="redis://127.0.0.1:1/0", socket_timeout_s=1.0)
+    with RedisAlertStore.from_config(config) as store, pytest.raises(BatchApplyError) as failed:
+        store.apply_events(MIXED, Decide(), T0)
+    assert failed.value.applied == []
+    assert isinstance(failed.value.cause, redis.ConnectionError)
