@@ -135,7 +135,8 @@ def _numpy_csrnet(rgb: FloatArray, weights: dict[str, FloatArray]) -> FloatArray
             x = _conv(x, weights[f"{layer.key}.weight"], weights[f"{layer.key}.bias"], layer.dilation)
             if layer.relu:
                 x = np.maximum(x, 0)
-    return x[0]
+    out: npt.NDArray[np.float32] = x[0]
+    return out
 
 
 def test_onnx_output_equals_a_numpy_forward_pass(
