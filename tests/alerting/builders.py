@@ -1,4 +1,4 @@
-"""Builders shared by the alerting and store tests: events, a fake clock, a small map.
+"""Builders for the alerting tests: events (from event_builders), a fake clock, a small map.
 
 The map (lon, lat boxes; see `WORLD`):
 
@@ -11,16 +11,17 @@ The map (lon, lat boxes; see `WORLD`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from crowdwatch.alerting.geoindex import Boundary, ShapelyGeoIndex
 from crowdwatch.core.routing import CenterDirectory, CenterInfo, Router
-from crowdwatch.core.types import CameraStatusEvent, CrowdEvent, EventType, GeoPoint, Severity
+from crowdwatch.core.types import GeoPoint
+from event_builders import T0 as T0
+from event_builders import camera_event as camera_event
+from event_builders import crowd_event as crowd_event
 
-T0 = 1_700_000_000.0
-
-IN_C1 = GeoPoint(lat=31.21, lon=121.41)
+IN_C1 = GeoPoint(lat=31.21, lon=121.41)  # where crowd_event's camera stands
 IN_S1 = GeoPoint(lat=31.25, lon=121.43)
 IN_S2 = GeoPoint(lat=31.25, lon=121.46)
 ON_S1_S2_BORDER = GeoPoint(lat=31.25, lon=121.45)
@@ -56,35 +57,6 @@ def world_index() -> ShapelyGeoIndex:
 
 def world_router(**kwargs: Any) -> Router:
     return Router(CenterDirectory(p.info for p in WORLD), world_index(), max_km=2.0, **kwargs)
-
-
-def crowd_event(type: EventType = EventType.GATHERING_STARTED, seq: int = 0, **changes: Any) -> CrowdEvent:
-    base = CrowdEvent(
-        type=type,
-        camera_id="cam-1",
-        zone_id="gate",
-        ts=T0 + seq,
-        seq=seq,
-        episode_start=T0,
-        location=IN_C1,
-        count=35.0,
-        density_per_m2=None,
-        peak=35.0,
-        rise_per_min=3.0,
-        severity=Severity.MEDIUM,
-        trigger="count>=30",
-        method="detector",
-        model="yolov8s",
-    )
-    return replace(base, **changes)
-
-
-def camera_event(
-    type: EventType = EventType.CAMERA_OFFLINE, ts: float = T0, **changes: Any
-) -> CameraStatusEvent:
-    return replace(
-        CameraStatusEvent(type=type, camera_id="cam-1", ts=ts, reason="no frames for 20 s"), **changes
-    )
 
 
 class FakeClock:

@@ -11,32 +11,22 @@ from crowdwatch.core import alerts
 from crowdwatch.core.alerts import ALLOWED, Action, InvalidTransition
 from crowdwatch.core.routing import RouteDecision
 from crowdwatch.core.types import Alert, AlertState, CrowdEvent, EventType, GeoPoint, Severity
+from event_builders import T0, crowd_event
 
-T0 = 1_700_000_000.0
 S = AlertState
 STARTED, UPDATED, ENDED = EventType.GATHERING_STARTED, EventType.GATHERING_UPDATED, EventType.GATHERING_ENDED
 DECISION = RouteDecision("c1", "inside:community", 120.0)
+# The values these tests' expectations were written against.
+EVENT_DEFAULTS: dict[str, Any] = {
+    "location": GeoPoint(31.0, 121.0),
+    "count": 30.0,
+    "peak": 30.0,
+    "rise_per_min": 2.0,
+}
 
 
 def event(type: EventType = STARTED, seq: int = 0, **changes: Any) -> CrowdEvent:
-    base = CrowdEvent(
-        type=type,
-        camera_id="cam-1",
-        zone_id="gate",
-        ts=T0 + seq,
-        seq=seq,
-        episode_start=T0,
-        location=GeoPoint(31.0, 121.0),
-        count=30.0,
-        density_per_m2=None,
-        peak=30.0,
-        rise_per_min=2.0,
-        severity=Severity.MEDIUM,
-        trigger="count>=30",
-        method="detector",
-        model="yolov8s",
-    )
-    return replace(base, **changes)
+    return crowd_event(type, seq, **{**EVENT_DEFAULTS, **changes})
 
 
 def alert_in(state: AlertState, **changes: Any) -> Alert:
