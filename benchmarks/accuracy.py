@@ -7,6 +7,19 @@ Only heads inside the folder's `roi_mask.png` count, and the prediction is restr
 too (density integrated over the mask; detections by their head point). Writes a per-image
 CSV and a predicted-vs-true scatter plot per method to --out. `--raw-from` rescores the raw
 counts of an earlier run's CSV (e.g. with a calibration) without running the model again.
+
+`--model NAME` scores another model: any catalog name (`crowdwatch models list`), a model
+trained here (`crowdwatch models train`, e.g. csrnet-mall) or a file. It replaces the model of
+its kind (detector for detector/tiled, density for density; either for auto);
+`--detector-model` / `--density-model` set one kind explicitly.
+
+`--method auto` counts as the product's `auto` zones do: the detector first, and the density map
+(with --calibration, as the runtime applies it) when the boxes in the ROI reach
+`counting.auto`'s thresholds. Each picture decides alone unless `--auto-fps F`, which plays the
+selected pictures as consecutive frames at F fps through one switch (hysteresis and dwell).
+
+    .venv/bin/python benchmarks/accuracy.py --data ../shared/data/mall --frames 280-440 \
+        --method detector density auto --density-model csrnet-mall
 """
 
 from __future__ import annotations
@@ -20,12 +33,17 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from crowdwatch.core.auto_mode import AutoParams
 from crowdwatch.core.density import DensityCalibration, DensityMap
-from crowdwatch.detectors.catalog import default_models_dir, fetch
+from crowdwatch.detectors.base import Detector
+from crowdwatch.detectors.catalog import CATALOG, ModelNotFetchedError, default_models_dir, fetch
 from crowdwatch.detectors.density import DensityEstimator
+from crowdwatch.detectors.trained import RECIPES, resolve_density_model
 from crowdwatch.evaluation.counting import (
+    AutoCounter,
     Counter,
     ImageResult,
+    auto_counter,
     density_counter,
     detector_counter,
     read_results_csv,
@@ -35,7 +53,7 @@ from crowdwatch.evaluation.counting import (
 from crowdwatch.evaluation.labeled import LabeledFolder, open_folder, parse_ranges
 from crowdwatch.evaluation.metrics import CountErrors
 
-METHODS = ("detector", "tiled", "density")
+METHODS = ("detector", "tiled", "density", "auto")
 DENSITY_MODEL = "csrnet-density"
 DETECTOR_MODEL = "yolov8s-person-onnx"
 
@@ -46,7 +64,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS, nargs="+", default=["density"], help="counting methods")
     p.add_argument("--limit", type=int, default=None, help="score only the first N selected images")
     p.add_argument("--frames", default=None, help="frame numbers to score, e.g. 280-440 or 1-10,20")
-    p.add_argument("--calibration", type=Path, default=None, help="DensityCalibration JSON (density only)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model to score: catalog name, trained model name or file; replaces the model of its kind",
+    )
+    p.add_argument(
+        "--detector-model", default=None, help=f"detector for detector/tiled/auto ({DETECTOR_MODEL})"
+    )
+    p.add_argument("--detector-type", default=None, help="detector backend (default: by the model's format)")
+    p.add_argument("--density-model", default=None, help=f"density model for density/auto ({DENSITY_MODEL})")
+    p.add_argument(
+        "--auto-fps", type=float, default=None, help="auto: play the pictures as frames at this rate"
+    )
+    p.add_argument(
+        "--calibration", type=Path, default=None, help="DensityCalibration JSON (density and auto)"
+    )
     p.add_argument("--max-side", type=int, default=None, help="density: shrink images to this longest side")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
     p.add_argument("--models-dir", type=Path, default=None, help="default: the catalog's models dir")
@@ -74,31 +107,105 @@ class _KeepLastMap:
         self.inner.close()
 
 
-def _counter(method: str, args: argparse.Namespace) -> tuple[Counter, str, _KeepLastMap | None]:
-    models_dir = args.models_dir or default_models_dir()
-    if method == "density":
-        from crowdwatch.detectors.density import CsrnetOnnxEstimator
+def is_density_model(ref: str) -> bool:
+    """Whether a model reference names a density model (catalog format, trained recipe, or an
+    ONNX file whose output is a density map) rather than a detector."""
+    if ref in CATALOG:
+        return CATALOG[ref].format == "density"
+    if ref in RECIPES:
+        return True
+    path = Path(ref).expanduser()
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        import onnx
 
-        path = fetch(DENSITY_MODEL, models_dir)  # idempotent; builds the ONNX once
-        keeper = _KeepLastMap(CsrnetOnnxEstimator(path, threads=args.threads, max_side=args.max_side))
-        return density_counter(keeper), DENSITY_MODEL, keeper
-    from crowdwatch.config.detector import OnnxDetectorConfig
+        from crowdwatch.detectors.csrnet_onnx import OUTPUT_NAME
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        return [o.name for o in graph.output] == [OUTPUT_NAME]
+    return False
+
+
+def chosen_models(method: str, args: argparse.Namespace) -> tuple[str, str]:
+    """(detector, density) model references for `method`, after --model and the explicit flags."""
+    detector = args.detector_model or DETECTOR_MODEL
+    density = args.density_model or DENSITY_MODEL
+    if args.model is not None:
+        density_kind = is_density_model(args.model)
+        if method == "density" or (method == "auto" and density_kind):
+            density = args.model
+        elif method != "auto" and density_kind:
+            raise SystemExit(f"--model {args.model} is a density model; method {method} needs a detector")
+        else:
+            detector = args.model
+    return detector, density
+
+
+def build_density(ref: str, args: argparse.Namespace) -> tuple[DensityEstimator, str]:
+    from crowdwatch.detectors.density import CsrnetOnnxEstimator
+
+    models_dir = args.models_dir or default_models_dir()
+    if ref in CATALOG:
+        fetch(ref, models_dir)  # idempotent; builds the ONNX once
+    resolved = resolve_density_model(ref, models_dir)  # names the train command when missing
+    estimator = CsrnetOnnxEstimator(
+        resolved.path, name=resolved.name, threads=args.threads, max_side=args.max_side
+    )
+    return estimator, resolved.name
+
+
+def build_detector_for(ref: str, args: argparse.Namespace) -> tuple[Detector, str, float]:
+    """A detector for any catalog name or file: the ONNX backend unless the model exists only as
+    PyTorch weights (or --detector-type says otherwise). Returns it, its name and its NMS IoU."""
+    from pydantic import TypeAdapter
+
+    from crowdwatch.config.detector import DetectorConfig
     from crowdwatch.detectors.registry import build_detector
 
-    fetch(DETECTOR_MODEL, models_dir)
-    config = OnnxDetectorConfig(model=DETECTOR_MODEL, threads=args.threads)
+    models_dir = args.models_dir or default_models_dir()
+    dtype = args.detector_type
+    entry = CATALOG.get(ref)
+    if entry is not None:
+        fetch(ref, models_dir)
+        if dtype is None:
+            onnx_sibling = entry.sibling is not None and CATALOG[entry.sibling].format == "onnx"
+            dtype = "ultralytics" if entry.format == "pt" and not onnx_sibling else "onnx"
+    if dtype is None:
+        dtype = "ultralytics" if ref.lower().endswith(".pt") else "onnx"
+    fields: dict[str, object] = {"type": dtype, "model": ref}
+    if dtype == "onnx":
+        fields["threads"] = args.threads
+    config = TypeAdapter(DetectorConfig).validate_python(fields)
     detector = build_detector(config, models_dir)
+    return detector, detector.name, config.iou
+
+
+def _counter(
+    method: str, args: argparse.Namespace, calibration: DensityCalibration | None
+) -> tuple[Counter, str, _KeepLastMap | None]:
+    detector_ref, density_ref = chosen_models(method, args)
+    if method == "density":
+        estimator, name = build_density(density_ref, args)
+        keeper = _KeepLastMap(estimator)
+        return density_counter(keeper), name, keeper
+    detector, detector_name, iou = build_detector_for(detector_ref, args)
     if method == "detector":
-        return detector_counter(detector), DETECTOR_MODEL, None
+        return detector_counter(detector), detector_name, None
+    if method == "auto":
+        from crowdwatch.config.counting import CountingConfig
+        from crowdwatch.runtime.build import auto_params
+
+        estimator, density_name = build_density(density_ref, args)
+        keeper = _KeepLastMap(estimator)
+        params: AutoParams = auto_params(CountingConfig())  # the product's default thresholds
+        counter = auto_counter(detector, keeper, params, calibration=calibration, fps=args.auto_fps)
+        return counter, f"{detector_name}|{density_name}", keeper
     from crowdwatch.config.counting import TilesConfig
     from crowdwatch.detectors.tiled import TiledDetector
 
     # The runtime's defaults, over the whole picture (the ROI filters by head point after).
     tiles = TilesConfig()
-    tiled = TiledDetector(
-        detector, tile=tiles.size, overlap=tiles.overlap, upscale=tiles.upscale, iou=config.iou
-    )
-    return detector_counter(tiled), f"{DETECTOR_MODEL}+tiles", None
+    tiled = TiledDetector(detector, tile=tiles.size, overlap=tiles.overlap, upscale=tiles.upscale, iou=iou)
+    return detector_counter(tiled), f"{detector_name}+tiles", None
 
 
 def scatter_plot(
@@ -147,6 +254,8 @@ def _score(
 ) -> dict[str, object]:
     true = np.asarray([r.true for r in results], dtype=np.float64)
     raw = np.asarray([r.raw for r in results], dtype=np.float64)
+    if method == "auto":  # its counts carry the calibration already, where density counted
+        calibration = None
     predicted = calibration.apply_many(raw) if calibration is not None else raw
     errors = CountErrors.of(predicted, true)
     summary: dict[str, object] = {
@@ -161,7 +270,7 @@ def _score(
         "mean_signed_error": round(errors.mean_signed_error, 3),
         "ms_per_image": round(float(np.mean([r.ms for r in results])), 1),
         "mean_true": round(float(true.mean()), 2),
-        "max_side": args.max_side if method == "density" else None,
+        "max_side": args.max_side if method in ("density", "auto") else None,
         "roi": folder.roi is not None,
     }
     if calibration is not None:
@@ -184,14 +293,20 @@ def main(argv: list[str] | None = None) -> int:
         calibration = DensityCalibration.from_dict(json.loads(args.calibration.read_text()))
     summaries = []
     for method in args.method:
-        if calibration is not None and method != "density":
-            raise SystemExit("--calibration applies to the density method only")
+        if calibration is not None and method not in ("density", "auto"):
+            raise SystemExit("--calibration applies to the density and auto methods only")
         if args.raw_from is not None:
+            if method == "auto":
+                raise SystemExit("--raw-from cannot rescore auto (its mode depends on both models)")
             wanted = {it.name for it in folder.select(frames, args.limit)}
             results = [r for r in read_results_csv(args.raw_from) if r.name in wanted]
-            model = {"density": DENSITY_MODEL, "tiled": f"{DETECTOR_MODEL}+tiles"}.get(method, DETECTOR_MODEL)
+            detector_ref, density_ref = chosen_models(method, args)
+            model = {"density": density_ref, "tiled": f"{detector_ref}+tiles"}.get(method, detector_ref)
         else:
-            counter, model, keeper = _counter(method, args)
+            try:
+                counter, model, keeper = _counter(method, args, calibration)
+            except ModelNotFetchedError as exc:  # names the fetch or train command to run
+                raise SystemExit(f"error: {exc}") from None
             results = []
             for r in run_counter(folder, folder.select(frames, args.limit), counter):
                 results.append(r)
@@ -201,10 +316,14 @@ def main(argv: list[str] | None = None) -> int:
                     np.savez(
                         args.save_maps / f"{r.name}.npz", values=m.values, scale=m.scale, shape=m.image_shape
                     )
+                if keeper is not None:
+                    keeper.last = None  # auto: a picture counted by boxes has no map of its own
                 print(f"{r.name}: true {r.true} raw {r.raw:.1f} ({r.ms:.0f} ms)", file=sys.stderr)
         if not results:
             raise SystemExit("no images selected")
         summary = _score(method, model, folder, results, calibration, args)
+        if args.raw_from is None and isinstance(counter, AutoCounter):
+            summary["density_share"] = round(counter.modes.count("density") / len(counter.modes), 3)
         print(json.dumps(summary))
         summaries.append(summary)
     if args.json is not None:

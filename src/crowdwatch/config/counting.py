@@ -24,7 +24,11 @@ class LinearCalibrationConfig(StrictModel):
 
 
 class DensityConfig(StrictModel):
-    model: str = Field("csrnet-density", description="Density model: a catalog name or an ONNX path.")
+    model: str = Field(
+        "csrnet-density",
+        description="Density model: a catalog name, a model trained here (`crowdwatch models "
+        "train NAME`, e.g. csrnet-mall) or an ONNX path.",
+    )
     threads: int = Field(0, ge=0, description="ONNX Runtime threads; 0 = one per core.")
     max_side: int | None = Field(
         None,

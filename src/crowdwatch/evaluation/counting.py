@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from crowdwatch.core.auto_mode import AutoParams, AutoSwitch, Mode
+from crowdwatch.core.density import DensityCalibration
 from crowdwatch.core.types import Detections
 from crowdwatch.detectors.base import Detector
 from crowdwatch.detectors.density import DensityEstimator
@@ -56,6 +58,61 @@ def detector_counter(detector: Detector) -> Counter:
         return float(np.count_nonzero(points_in_mask(head_points(detections), roi)))
 
     return count
+
+
+class AutoCounter:
+    """Counts as an `auto` zone does: boxes first, the density map (calibrated, as the runtime
+    does) once the boxes in the ROI reach the switch's thresholds. With `fps`, successive calls
+    are consecutive frames through one switch (hysteresis, dwell); without, each picture
+    decides alone from a fresh switch (independent pictures). `modes` records each call's mode."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        estimator: DensityEstimator,
+        params: AutoParams,
+        *,
+        calibration: DensityCalibration | None = None,
+        fps: float | None = None,
+    ) -> None:
+        if fps is not None and fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self._detector = detector
+        self._estimator = estimator
+        self._params = params
+        self._calibration = calibration
+        self._fps = fps
+        self._switch = AutoSwitch(params)
+        self.modes: list[Mode] = []
+
+    def __call__(self, image: npt.NDArray[np.uint8], roi: npt.NDArray[np.bool_] | None) -> float:
+        if self._fps is None:
+            switch, now = AutoSwitch(self._params), 0.0
+        else:
+            switch, now = self._switch, len(self.modes) / self._fps
+        detections = self._detector.detect(image)
+        if roi is not None:
+            detections = detections[points_in_mask(head_points(detections), roi)]
+        mode = switch.before_density(now, detections)
+        self.modes.append(mode)
+        if mode == "detector":
+            return float(len(detections))
+        density = self._estimator.estimate(image)
+        raw = density.total() if roi is None else density.integrate_mask(roi)
+        count = self._calibration.apply(raw) if self._calibration is not None else max(raw, 0.0)
+        switch.after_density(now, count)
+        return count
+
+
+def auto_counter(
+    detector: Detector,
+    estimator: DensityEstimator,
+    params: AutoParams,
+    *,
+    calibration: DensityCalibration | None = None,
+    fps: float | None = None,
+) -> AutoCounter:
+    return AutoCounter(detector, estimator, params, calibration=calibration, fps=fps)
 
 
 def run_counter(

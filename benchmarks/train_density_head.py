@@ -1,0 +1,268 @@
+"""Held-out accuracy of a trained density head (`crowdwatch models train`), next to raw CSRNet and
+a per-camera linear calibration fitted on exactly the same training pictures.
+
+    # Mall: 5 contiguous blocks of the recipe's (thinned) training frames, 10-frame margins left
+    # out of training around each test block; then the shipped recipe scored on the e2e clip
+    .venv/bin/python benchmarks/train_density_head.py --data ../shared/data/mall --recipe csrnet-mall \\
+        --cv blocks:5 --test 280-440 --json /tmp/acc/head_mall.json
+
+    # ShanghaiTech B: 5-fold cross-validation (seeded shuffle); the all-200 head on SHT-A and UCF
+    .venv/bin/python benchmarks/train_density_head.py --data ../shared/data/shanghaitech_partB_train \\
+        --recipe csrnet-shtb --cv kfold:5 --also ../shared/data/shanghaitech_partA_train \\
+        ../shared/data/ucf_cc_50
+
+Everything runs on the frozen trunk's cached features (`crowdwatch.training.features`), so the
+network's expensive part runs once per picture; the head on those features is what the built
+ONNX computes (tests/training/test_head.py checks the split). `--set key=value` overrides a
+recipe field for experiments (epochs, lr, count_weight, crop, block, sigma_cells, every, seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from crowdwatch.core.density import DensityCalibration
+from crowdwatch.detectors.catalog import default_models_dir, fetch, get_entry, member_path
+from crowdwatch.detectors.csrnet_onnx import load_weights
+from crowdwatch.detectors.trained import BASE_MODEL, RECIPES, TrainRecipe
+from crowdwatch.evaluation.labeled import LabeledFolder, LabeledItem, open_folder, parse_ranges
+from crowdwatch.evaluation.metrics import CountErrors
+from crowdwatch.training.data import load_samples, predicted_counts
+from crowdwatch.training.features import TrunkFeatures
+from crowdwatch.training.head import Sample, TrainSettings, predict_maps, train_head
+
+Floats = npt.NDArray[np.float64]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="the recipe's labeled folder")
+    p.add_argument("--recipe", choices=sorted(RECIPES), required=True)
+    p.add_argument("--cv", default=None, help="blocks:K (contiguous, for video) or kfold:K (shuffled)")
+    p.add_argument("--margin", type=int, default=10, help="blocks: frames left out on each side")
+    p.add_argument("--test", default=None, help="frames scored with the head trained on every recipe frame")
+    p.add_argument("--test-every", type=int, default=1, help="score every n-th of the --test frames")
+    p.add_argument("--also", type=Path, nargs="*", default=[], help="other folders to score that head on")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--models-dir", type=Path, default=None)
+    p.add_argument("--features-dir", type=Path, default=None)
+    p.add_argument("--json", type=Path, default=None, help="write the summary here")
+    return p
+
+
+def with_overrides(recipe: TrainRecipe, pairs: Sequence[str]) -> TrainRecipe:
+    fields = {f.name: f for f in dataclasses.fields(recipe)}
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in fields:
+            raise SystemExit(f"--set: no recipe field {key!r} (fields: {', '.join(fields)})")
+        current = getattr(recipe, key)
+        changes[key] = type(current)(value) if not isinstance(current, str) else value
+    return dataclasses.replace(recipe, **changes)
+
+
+def settings_of(recipe: TrainRecipe) -> TrainSettings:
+    return TrainSettings(
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        count_weight=recipe.count_weight,
+        crop=recipe.crop,
+        seed=recipe.seed,
+        block=recipe.block,
+    )
+
+
+def folds(
+    items: Sequence[LabeledItem], spec: str, margin: int, seed: int
+) -> list[tuple[list[int], list[int]]]:
+    """(train indices, test indices) per fold. blocks:K cuts the (ordered) items into K contiguous
+    runs and drops `margin` frame numbers on both sides of each test run from its training set;
+    kfold:K deals a seeded shuffle into K folds."""
+    kind, _, k_text = spec.partition(":")
+    k = int(k_text)
+    n = len(items)
+    if k < 2 or k > n:
+        raise SystemExit(f"--cv {spec}: need 2 <= K <= {n}")
+    out = []
+    if kind == "blocks":
+        frames = [it.frame_number for it in items]
+        if any(f is None for f in frames):
+            raise SystemExit("--cv blocks needs numbered frames")
+        bounds = np.linspace(0, n, k + 1).round().astype(int)
+        for lo, hi in itertools.pairwise(bounds.tolist()):
+            test = list(range(lo, hi))
+            first, last = int(frames[lo] or 0), int(frames[hi - 1] or 0)
+            train = [
+                i
+                for i, f in enumerate(frames)
+                if not (lo <= i < hi) and f is not None and not (first - margin <= f <= last + margin)
+            ]
+            out.append((train, test))
+    elif kind == "kfold":
+        order = np.random.default_rng(seed).permutation(n)
+        for j in range(k):
+            test = sorted(int(i) for i in order[j::k])
+            held = set(test)
+            out.append(([i for i in range(n) if i not in held], test))
+    else:
+        raise SystemExit(f"--cv {spec}: use blocks:K or kfold:K")
+    return out
+
+
+def errors(predicted: Floats, true: Floats) -> dict[str, float]:
+    e = CountErrors.of(predicted, true)
+    return {
+        "n": e.n,
+        "mae": round(e.mae, 3),
+        "rmse": round(e.rmse, 3),
+        "mean_signed_error": round(e.mean_signed_error, 3),
+    }
+
+
+class Scorer:
+    """Raw, linear-calibrated and trained counts of held-out samples for one training set."""
+
+    def __init__(self, base: dict[str, npt.NDArray[np.float32]], recipe: TrainRecipe) -> None:
+        self.base = base
+        self.recipe = recipe
+
+    def raw(self, samples: Sequence[Sample]) -> Floats:
+        return predicted_counts(predict_maps(self.base, [s.features for s in samples]), samples)
+
+    def run(
+        self, train: Sequence[Sample], test: Sequence[Sample], raw_train: Floats, raw_test: Floats
+    ) -> dict[str, Any]:
+        """The head and the linear calibration learn from `train`; both are scored on `test`."""
+        true_train = np.asarray([s.count for s in train])
+        true_test = np.asarray([s.count for s in test])
+        calibration = DensityCalibration.fit(raw_train, true_train)
+        started = time.monotonic()
+        head = train_head(list(train), self.base, settings_of(self.recipe))
+        seconds = time.monotonic() - started
+        trained = predicted_counts(predict_maps(head, [s.features for s in test]), test)
+        return {
+            "raw": errors(raw_test, true_test),
+            "linear": {
+                **errors(calibration.apply_many(raw_test), true_test),
+                "a": calibration.a,
+                "b": calibration.b,
+            },
+            "trained": errors(trained, true_test),
+            "train_seconds": round(seconds, 1),
+            "n_trained_on": len(train),
+            "head": head,
+            "predicted": trained,
+        }
+
+
+def _line(label: str, r: dict[str, Any]) -> str:
+    cells = [
+        f"{m} {r[m]['mae']:6.2f} ({r[m]['mean_signed_error']:+6.2f})" for m in ("raw", "linear", "trained")
+    ]
+    return f"{label:28s} n={r['raw']['n']:4d}  " + "   ".join(cells)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    recipe = with_overrides(RECIPES[args.recipe], args.set)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    models_dir = args.models_dir or default_models_dir()
+    fetch(BASE_MODEL, models_dir)
+    npz = member_path(get_entry(BASE_MODEL), models_dir)
+    base = load_weights(npz)
+    trunk = TrunkFeatures(npz, args.features_dir, threads=args.threads, scale=recipe.input_scale)
+    folder = open_folder(args.data)
+    # The recipe's training pictures, thinned as the recipe thins them (video: near-duplicates).
+    # The head and the linear calibration of each fold learn from the same pictures.
+    pool_items = folder.select(parse_ranges(recipe.train_frames) if recipe.train_frames else None)
+    pool_items = pool_items[:: max(recipe.every, 1)]
+    print(f"{recipe.name}: features of {len(pool_items)} pictures (cache {trunk.cache_dir})", file=sys.stderr)
+    pool = load_samples(folder, pool_items, trunk, recipe.sigma_cells)
+    scorer = Scorer(base, recipe)
+    raw_pool = scorer.raw(pool)
+    summary: dict[str, Any] = {"recipe": recipe.to_dict(), "data": str(folder.root), "folds": []}
+    print("                                      MAE (mean signed error)", file=sys.stderr)
+
+    if args.cv:
+        predicted: dict[str, list[float]] = {"raw": [], "linear": [], "trained": [], "true": []}
+        for j, (tr, te) in enumerate(folds(pool_items, args.cv, args.margin, recipe.seed)):
+            train = [pool[i] for i in tr]
+            test = [pool[i] for i in te]
+            r = scorer.run(train, test, raw_pool[tr], raw_pool[te])
+            names = (
+                f"{pool_items[te[0]].name}..{pool_items[te[-1]].name}" if args.cv.startswith("blocks") else ""
+            )
+            print(_line(f"fold {j + 1} {names}", r), file=sys.stderr)
+            calibration = DensityCalibration(a=r["linear"]["a"], b=r["linear"]["b"])
+            predicted["raw"] += raw_pool[te].tolist()
+            predicted["linear"] += calibration.apply_many(raw_pool[te]).tolist()
+            predicted["trained"] += r["predicted"].tolist()
+            predicted["true"] += [pool[i].count for i in te]
+            summary["folds"].append(
+                {
+                    "test": [pool_items[i].name for i in (te[0], te[-1])],
+                    **{k: v for k, v in r.items() if k not in ("head", "predicted")},
+                }
+            )
+        true = np.asarray(predicted["true"])
+        pooled = {m: errors(np.asarray(predicted[m]), true) for m in ("raw", "linear", "trained")}
+        summary["cv"] = {"spec": args.cv, "margin": args.margin, **pooled}
+        print(_line(f"cv {args.cv} (all folds)", pooled), file=sys.stderr)
+
+    if args.test or args.also:
+        test_items = folder.select(parse_ranges(args.test))[:: args.test_every] if args.test else []
+        clash = {it.name for it in test_items} & {it.name for it in pool_items}
+        if clash:
+            raise SystemExit(f"--test frames are training frames of {recipe.name}: {sorted(clash)[:5]}")
+        test = load_samples(folder, test_items, trunk, recipe.sigma_cells) if test_items else []
+        r = scorer.run(pool, test or pool[:1], raw_pool, scorer.raw(test or pool[:1]))
+        if test:
+            print(_line(f"test {args.test}", r), file=sys.stderr)
+            summary["test"] = {
+                "frames": args.test,
+                **{k: v for k, v in r.items() if k not in ("head", "predicted")},
+            }
+        summary["also"] = []
+        for other_dir in args.also:
+            other: LabeledFolder = open_folder(other_dir)
+            samples = load_samples(other, list(other.items), trunk, recipe.sigma_cells)
+            true = np.asarray([s.count for s in samples])
+            raw = scorer.raw(samples)
+            trained = predicted_counts(predict_maps(r["head"], [s.features for s in samples]), samples)
+            row: dict[str, Any] = {
+                "data": str(other.root),
+                "raw": errors(raw, true),
+                "trained": errors(trained, true),
+            }
+            summary["also"].append(row)
+            print(
+                f"{other.root.name:28s} n={len(samples):4d}  raw {row['raw']['mae']:7.2f} "
+                f"({row['raw']['mean_signed_error']:+7.2f})   trained {row['trained']['mae']:7.2f} "
+                f"({row['trained']['mean_signed_error']:+7.2f})",
+                file=sys.stderr,
+            )
+    trunk.close()
+    print(json.dumps({k: v for k, v in summary.items() if k != "recipe"}))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""CSRNet's last layers as a torch module, trained on cached trunk features (see `features`).
+
+The head is every layer after the split (by default backend.8: 256 -> 128, backend.10:
+128 -> 64, both 3x3 dilation 2 with ReLU, then output_layer: 64 -> 1), initialised from the
+pretrained weights; after training its tensors replace those in the state_dict and the same
+ONNX builder makes the runtime model, so nothing downstream changes.
+
+Reproducible: one seed drives the shuffling, the crops and torch's initial state; the CPU
+kernels used here (convolutions, Adam) are deterministic, so results are bitwise identical for
+the same data, seed, torch version and thread count (`torch.set_num_threads`; the training
+command pins it). `tests/training/test_head.py` checks it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from crowdwatch.detectors.csrnet_onnx import ConvSpec, csrnet_layers
+from crowdwatch.training.features import SPLIT
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def head_specs(split: str = SPLIT) -> list[ConvSpec]:
+    """The conv layers after `split`, in order."""
+    convs = [layer for layer in csrnet_layers() if isinstance(layer, ConvSpec)]
+    keys = [c.key for c in convs]
+    if split not in keys:
+        raise ValueError(f"no conv layer {split!r} in CSRNet")
+    return convs[keys.index(split) + 1 :]
+
+
+class CsrnetHead(nn.Module):
+    def __init__(self, specs: Sequence[ConvSpec]) -> None:
+        super().__init__()
+        self.specs = list(specs)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(
+                s.in_channels,
+                s.out_channels,
+                s.kernel,
+                padding=s.dilation * (s.kernel // 2),
+                dilation=s.dilation,
+            )
+            for s in self.specs
+        )
+
+    def _conv_layers(self) -> list[nn.Conv2d]:
+        return [m for m in self.convs if isinstance(m, nn.Conv2d)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for spec, conv in zip(self.specs, self._conv_layers(), strict=True):
+            x = conv(x)
+            if spec.relu:
+                x = torch.relu(x)
+        return x
+
+    def load_numpy(self, weights: Mapping[str, npt.NDArray[np.generic]]) -> None:
+        with torch.no_grad():
+            for spec, conv in zip(self.specs, self._conv_layers(), strict=True):
+                conv.weight.copy_(torch.from_numpy(np.asarray(weights[f"{spec.key}.weight"], np.float32)))
+                assert conv.bias is not None
+                conv.bias.copy_(torch.from_numpy(np.asarray(weights[f"{spec.key}.bias"], np.float32)))
+
+    def to_numpy(self) -> dict[str, FloatArray]:
+        out: dict[str, FloatArray] = {}
+        for spec, conv in zip(self.specs, self._conv_layers(), strict=True):
+            out[f"{spec.key}.weight"] = conv.weight.detach().numpy().astype(np.float32).copy()
+            assert conv.bias is not None
+            out[f"{spec.key}.bias"] = conv.bias.detach().numpy().astype(np.float32).copy()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One training picture: cached trunk features and its target at the same resolution."""
+
+    features: npt.NDArray[np.float16]
+    """(C, h, w)."""
+    density: FloatArray
+    """(h, w) target people per cell."""
+    weights: FloatArray
+    """(h, w) loss weight per cell (ROI share)."""
+    count: float
+    """True heads (in the ROI)."""
+
+    def __post_init__(self) -> None:
+        if self.features.shape[1:] != self.density.shape or self.density.shape != self.weights.shape:
+            raise ValueError(
+                f"features {self.features.shape}, target {self.density.shape} and weights "
+                f"{self.weights.shape} do not match"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSettings:
+    epochs: int = 30
+    lr: float = 1e-4
+    count_weight: float = 1.0
+    crop: float = 0.5
+    seed: int = 0
+    weight_decay: float = 0.0
+    block: int = 1
+    """Side, in cells, of the blocks whose counts the spatial part of the loss compares."""
+
+
+def _crop(sample: Sample, frac: float, rng: np.random.Generator) -> tuple[slice, slice]:
+    _, h, w = sample.features.shape
+    ch, cw = max(round(h * frac), 1), max(round(w * frac), 1)
+    i = int(rng.integers(0, h - ch + 1))
+    j = int(rng.integers(0, w - cw + 1))
+    return slice(i, i + ch), slice(j, j + cw)
+
+
+def block_sums(x: torch.Tensor, block: int) -> torch.Tensor:
+    """Sums of `x` (h, w) over `block` x `block` tiles; partial tiles at the edges sum what they hold."""
+    h, w = x.shape
+    ph, pw = -h % block, -w % block
+    padded = torch.nn.functional.pad(x, (0, pw, 0, ph))
+    return padded.reshape((h + ph) // block, block, (w + pw) // block, block).sum(dim=(1, 3))
+
+
+def sample_loss(
+    head: CsrnetHead,
+    sample: Sample,
+    rows: slice,
+    cols: slice,
+    count_weight: float,
+    block: int = 1,
+) -> torch.Tensor:
+    """Squared error of the people in each `block` x `block` cells (block 1: per cell, as
+    CSRNet's authors train; larger blocks care less where exactly in a block a head is) plus
+    `count_weight` times the squared count error over the crop, relative to its count (so that
+    crowded and sparse pictures weigh alike). Cells are weighted by their ROI share."""
+    feats = torch.from_numpy(np.asarray(sample.features[:, rows, cols], np.float32))[None]
+    target = torch.from_numpy(np.ascontiguousarray(sample.density[rows, cols]))
+    weights = torch.from_numpy(np.ascontiguousarray(sample.weights[rows, cols]))
+    pred = head(feats)[0, 0]
+    diff = weights * (pred - target)
+    if block > 1:
+        diff = block_sums(diff, block)
+    true_count = (weights * target).sum()
+    count_err = diff.sum()
+    loss: torch.Tensor = (diff**2).sum() + count_weight * count_err**2 / torch.clamp(true_count, min=1.0)
+    return loss
+
+
+def train_head(
+    samples: Sequence[Sample],
+    initial: Mapping[str, npt.NDArray[np.generic]],
+    settings: TrainSettings,
+    *,
+    split: str = SPLIT,
+    progress: Callable[[int, float], None] | None = None,
+) -> dict[str, FloatArray]:
+    """Fine-tune the head (initialised from `initial`, the full state_dict or just the head's
+    tensors) on `samples`; returns the head's new tensors. Deterministic for a given seed."""
+    if not samples:
+        raise ValueError("no training samples")
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    head = CsrnetHead(head_specs(split))
+    head.load_numpy(initial)
+    head.train()
+    optimiser = torch.optim.Adam(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    # Cosine decay to zero over the run: the last steps are small, so the result does not hinge
+    # on the last few pictures shown (per-picture steps are noisy).
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs * len(samples))
+    for epoch in range(settings.epochs):
+        total = 0.0
+        for index in rng.permutation(len(samples)):
+            sample = samples[int(index)]
+            if settings.crop < 1.0:
+                rows, cols = _crop(sample, settings.crop, rng)
+            else:
+                rows, cols = slice(None), slice(None)
+            loss = sample_loss(head, sample, rows, cols, settings.count_weight, settings.block)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+            schedule.step()
+            total += float(loss.detach())
+        mean = total / len(samples)
+        log.info("epoch %d/%d: mean loss %.4f", epoch + 1, settings.epochs, mean)
+        if progress is not None:
+            progress(epoch + 1, mean)
+    return head.to_numpy()
+
+
+def predict_maps(
+    head_weights: Mapping[str, npt.NDArray[np.generic]],
+    features: Sequence[npt.NDArray[np.float16]],
+    *,
+    split: str = SPLIT,
+) -> list[FloatArray]:
+    """The head's density map for each cached feature tensor (what the built ONNX outputs)."""
+    head = CsrnetHead(head_specs(split))
+    head.load_numpy(head_weights)
+    head.eval()
+    out = []
+    with torch.no_grad():
+        for f in features:
+            pred = head(torch.from_numpy(np.asarray(f, np.float32))[None])[0, 0]
+            out.append(pred.numpy().astype(np.float32))
+    return out

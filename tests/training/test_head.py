@@ -1,0 +1,136 @@
+"""Training CSRNet's head on cached trunk features: the split is exact (trunk ONNX + torch head =
+the whole ONNX), training is deterministic for a seed, and it learns what it is shown. Random
+weights of CSRNet's shapes: no model download, no research data."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime as ort
+import pytest
+
+torch = pytest.importorskip("torch")  # the training extra (PyTorch) is installed with ultralytics
+
+from crowdwatch.detectors.csrnet_onnx import (  # noqa: E402
+    FEATURES_NAME,
+    INPUT_NAME,
+    META_INPUT_SCALE,
+    OUTPUT_NAME,
+    build_model,
+    expected_shapes,
+    trunk_layers,
+)
+from crowdwatch.training.data import predicted_counts  # noqa: E402
+from crowdwatch.training.head import (  # noqa: E402
+    Sample,
+    TrainSettings,
+    head_specs,
+    predict_maps,
+    train_head,
+)
+from crowdwatch.training.targets import make_target  # noqa: E402
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def random_weights(seed: int = 0) -> dict[str, FloatArray]:
+    """He-initialised tensors of CSRNet's shapes, small positive biases (so ReLUs pass signal)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, FloatArray] = {}
+    for key, shape in expected_shapes().items():
+        if key.endswith(".weight"):
+            fan_in = int(np.prod(shape[1:]))
+            out[key] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+        else:
+            out[key] = np.full(shape, 0.01, dtype=np.float32)
+    return out
+
+
+def run(model: onnx.ModelProto, output: str, image: FloatArray) -> FloatArray:
+    opts = ort.SessionOptions()
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # torch runs next
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return np.asarray(sess.run([output], {INPUT_NAME: image})[0], dtype=np.float32)
+
+
+def test_head_is_every_layer_after_the_split() -> None:
+    assert [(s.key, s.in_channels, s.out_channels, s.dilation) for s in head_specs()] == [
+        ("backend.8", 256, 128, 2),
+        ("backend.10", 128, 64, 2),
+        ("output_layer", 64, 1, 1),
+    ]
+    assert trunk_layers("backend.6")[-1].key == "backend.6"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="no conv layer"):
+        trunk_layers("backend.7")
+
+
+def test_trunk_then_head_is_the_whole_network() -> None:
+    weights = random_weights()
+    image = np.random.default_rng(1).uniform(0, 255, (1, 3, 48, 64)).astype(np.float32)
+    whole = run(build_model(weights), OUTPUT_NAME, image)
+    trunk = run(build_model(weights, until="backend.6"), FEATURES_NAME, image)
+    assert trunk.shape == (1, 256, 6, 8)
+    (from_head,) = predict_maps(weights, [trunk[0].astype(np.float16)])
+    # fp16 features (as cached) cost a little precision, nothing more
+    np.testing.assert_allclose(from_head, whole[0, 0], rtol=2e-2, atol=2e-3 * float(np.abs(whole).max()))
+
+
+def synthetic_samples(n: int, seed: int) -> list[Sample]:
+    """Feature maps whose channel 0 marks where heads are, and targets built from those heads."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n):
+        heads = rng.uniform([0, 0], [96, 64], size=(int(rng.integers(2, 12)), 2))
+        target = make_target(heads, (64, 96), sigma_cells=1.0)
+        feats = rng.uniform(0, 0.2, (256, 8, 12)).astype(np.float32)
+        feats[0] += 4.0 * target.density
+        samples.append(Sample(feats.astype(np.float16), target.density, target.weights, float(target.count)))
+    return samples
+
+
+SETTINGS = TrainSettings(epochs=2, lr=1e-3, count_weight=1.0, crop=0.75, seed=7)
+
+
+def test_training_is_deterministic_for_a_seed() -> None:
+    samples, initial = synthetic_samples(4, seed=3), random_weights(5)
+    first = train_head(samples, initial, SETTINGS)
+    second = train_head(samples, initial, SETTINGS)
+    assert set(first) == {f"{s.key}.{t}" for s in head_specs() for t in ("weight", "bias")}
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+    other = train_head(samples, initial, dataclasses.replace(SETTINGS, seed=8))
+    assert any(not np.array_equal(first[k], other[k]) for k in first)
+
+
+def test_training_reduces_the_count_error() -> None:
+    samples, initial = synthetic_samples(8, seed=11), random_weights(2)
+    true = np.asarray([s.count for s in samples])
+    before = predicted_counts(predict_maps(initial, [s.features for s in samples]), samples)
+    trained = train_head(samples, initial, TrainSettings(epochs=15, lr=1e-3, crop=1.0, seed=0))
+    after = predicted_counts(predict_maps(trained, [s.features for s in samples]), samples)
+    assert np.abs(after - true).mean() < 0.5 * np.abs(before - true).mean()
+
+
+def test_sample_shapes_must_agree() -> None:
+    with pytest.raises(ValueError, match="do not match"):
+        Sample(
+            np.zeros((4, 2, 3), np.float16), np.zeros((2, 3), np.float32), np.ones((3, 2), np.float32), 0.0
+        )
+
+
+def test_the_estimator_enlarges_frames_by_the_models_input_scale(tmp_path: Path) -> None:
+    from crowdwatch.detectors.density import CsrnetOnnxEstimator
+
+    model = build_model(random_weights(), extra_props={META_INPUT_SCALE: "1.5"})
+    path = tmp_path / "csrnet.onnx"
+    path.write_bytes(model.SerializeToString())
+    estimator = CsrnetOnnxEstimator(path, threads=1)
+    assert estimator.input_scale == 1.5
+    density = estimator.estimate(np.zeros((48, 64, 3), np.uint8))
+    assert density.shape == (9, 12)  # the 72 x 96 enlarged frame, 8 pixels per cell
+    assert density.image_shape == (48, 64)
+    assert density.scale == pytest.approx((64 / 96 * 8, 48 / 72 * 8))  # cells in frame pixels
