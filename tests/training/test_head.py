@@ -134,3 +134,19 @@ def test_the_estimator_enlarges_frames_by_the_models_input_scale(tmp_path: Path)
     assert density.shape == (9, 12)  # the 72 x 96 enlarged frame, 8 pixels per cell
     assert density.image_shape == (48, 64)
     assert density.scale == pytest.approx((64 / 96 * 8, 48 / 72 * 8))  # cells in frame pixels
+
+
+def test_a_crop_sees_the_context_it_has_in_the_whole_map() -> None:
+    """The loss on a crop must use the values the whole map gives those cells (crop edges are
+    not picture edges): a crop's loss equals the whole map's loss restricted to it."""
+    from crowdwatch.training.head import CsrnetHead, sample_loss
+
+    (sample,) = synthetic_samples(1, seed=4)
+    head = CsrnetHead(head_specs())
+    head.load_numpy(random_weights(3))
+    rows, cols = slice(2, 6), slice(3, 9)
+    with torch.no_grad():
+        whole = head(torch.from_numpy(sample.features.astype(np.float32))[None])[0, 0].numpy()
+        crop_loss = float(sample_loss(head, sample, rows, cols, count_weight=0.0))
+    expected = float((((whole - sample.density) * sample.weights)[rows, cols] ** 2).sum())
+    assert crop_loss == pytest.approx(expected, rel=1e-4)

@@ -129,6 +129,11 @@ def block_sums(x: torch.Tensor, block: int) -> torch.Tensor:
     return padded.reshape((h + ph) // block, block, (w + pw) // block, block).sum(dim=(1, 3))
 
 
+def receptive_radius(specs: Sequence[ConvSpec]) -> int:
+    """How many cells away a head output still depends on: the context a crop needs around it."""
+    return sum(s.dilation * (s.kernel // 2) for s in specs)
+
+
 def sample_loss(
     head: CsrnetHead,
     sample: Sample,
@@ -140,11 +145,21 @@ def sample_loss(
     """Squared error of the people in each `block` x `block` cells (block 1: per cell, as
     CSRNet's authors train; larger blocks care less where exactly in a block a head is) plus
     `count_weight` times the squared count error over the crop, relative to its count (so that
-    crowded and sparse pictures weigh alike). Cells are weighted by their ROI share."""
-    feats = torch.from_numpy(np.asarray(sample.features[:, rows, cols], np.float32))[None]
+    crowded and sparse pictures weigh alike). Cells are weighted by their ROI share.
+
+    The head runs on the crop plus its receptive radius of context, so that the crop's cells
+    get exactly the values the whole map gives them: zero padding at a crop's edge would teach
+    the head about edges that do not exist at run time (and made it undercount)."""
+    _, h, w = sample.features.shape
+    margin = receptive_radius(head.specs)
+    r0, r1, _ = rows.indices(h)
+    c0, c1, _ = cols.indices(w)
+    x0, x1 = max(r0 - margin, 0), min(r1 + margin, h)
+    y0, y1 = max(c0 - margin, 0), min(c1 + margin, w)
+    feats = torch.from_numpy(np.asarray(sample.features[:, x0:x1, y0:y1], np.float32))[None]
     target = torch.from_numpy(np.ascontiguousarray(sample.density[rows, cols]))
     weights = torch.from_numpy(np.ascontiguousarray(sample.weights[rows, cols]))
-    pred = head(feats)[0, 0]
+    pred = head(feats)[0, 0, r0 - x0 : r1 - x0, c0 - y0 : c1 - y0]
     diff = weights * (pred - target)
     if block > 1:
         diff = block_sums(diff, block)
