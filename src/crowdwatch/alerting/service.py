@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, cast
 
+from crowdwatch.alerting.fastdecode import decode_valid
 from crowdwatch.alerting.metrics import AlertingMetrics
 from crowdwatch.alerting.validate import InvalidEventError, validate_envelope
 from crowdwatch.bus.base import CAMERA_STATUS, CROWD_EVENTS, CROWD_EVENTS_DLQ, Consumer, EventBus, Message
@@ -216,6 +217,10 @@ class _Rejected:
 
 
 def _decode(message: Message) -> CrowdEvent | CameraStatusEvent | _Rejected:
+    # Well-formed events take one typed decode; anything else the reference path judges.
+    event = decode_valid(message.value)
+    if event is not None:
+        return event
     try:
         envelope = codec.loads(message.value)
         validate_envelope(envelope)
