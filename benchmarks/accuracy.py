@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="score only the first N selected images")
     p.add_argument("--frames", default=None, help="frame numbers to score, e.g. 280-440 or 1-10,20")
     p.add_argument(
+        "--under",
+        type=int,
+        default=None,
+        metavar="N",
+        help="score only pictures with fewer than N people (in the ROI), e.g. 20 for sparse scenes",
+    )
+    p.add_argument(
         "--model",
         default=None,
         help="model to score: catalog name, trained model name or file; replaces the model of its kind",
@@ -288,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     folder = open_folder(args.data)
     frames = parse_ranges(args.frames) if args.frames else None
+    selected = folder.select(frames, args.limit)
+    if args.under is not None:
+        selected = [it for it in selected if folder.true_count(it) < args.under]
     calibration = None
     if args.calibration is not None:
         calibration = DensityCalibration.from_dict(json.loads(args.calibration.read_text()))
@@ -298,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.raw_from is not None:
             if method == "auto":
                 raise SystemExit("--raw-from cannot rescore auto (its mode depends on both models)")
-            wanted = {it.name for it in folder.select(frames, args.limit)}
+            wanted = {it.name for it in selected}
             results = [r for r in read_results_csv(args.raw_from) if r.name in wanted]
             detector_ref, density_ref = chosen_models(method, args)
             model = {"density": density_ref, "tiled": f"{detector_ref}+tiles"}.get(method, detector_ref)
@@ -308,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             except ModelNotFetchedError as exc:  # names the fetch or train command to run
                 raise SystemExit(f"error: {exc}") from None
             results = []
-            for r in run_counter(folder, folder.select(frames, args.limit), counter):
+            for r in run_counter(folder, selected, counter):
                 results.append(r)
                 if args.save_maps is not None and keeper is not None and keeper.last is not None:
                     args.save_maps.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ from crowdwatch.evaluation.labeled import LabeledFolder, LabeledItem, open_folde
 from crowdwatch.evaluation.metrics import CountErrors
 from crowdwatch.training.data import load_samples, predicted_counts
 from crowdwatch.training.features import TrunkFeatures
-from crowdwatch.training.head import Sample, TrainSettings, predict_maps, train_head
+from crowdwatch.training.head import Sample, TrainSettings, predict_maps, rescale_output, train_head
 
 Floats = npt.NDArray[np.float64]
 
@@ -70,7 +70,12 @@ def with_overrides(recipe: TrainRecipe, pairs: Sequence[str]) -> TrainRecipe:
         if key not in fields:
             raise SystemExit(f"--set: no recipe field {key!r} (fields: {', '.join(fields)})")
         current = getattr(recipe, key)
-        changes[key] = type(current)(value) if not isinstance(current, str) else value
+        if isinstance(current, bool):
+            changes[key] = value.lower() in ("1", "true", "yes")
+        elif isinstance(current, str):
+            changes[key] = value
+        else:
+            changes[key] = type(current)(value)
     return dataclasses.replace(recipe, **changes)
 
 
@@ -82,6 +87,7 @@ def settings_of(recipe: TrainRecipe) -> TrainSettings:
         crop=recipe.crop,
         seed=recipe.seed,
         block=recipe.block,
+        batch=recipe.batch,
     )
 
 
@@ -151,6 +157,9 @@ class Scorer:
         calibration = DensityCalibration.fit(raw_train, true_train)
         started = time.monotonic()
         head = train_head(list(train), self.base, settings_of(self.recipe))
+        factor = 1.0
+        if self.recipe.rescale:
+            head, factor = rescale_output(head, train)
         seconds = time.monotonic() - started
         trained = predicted_counts(predict_maps(head, [s.features for s in test]), test)
         return {
@@ -163,6 +172,7 @@ class Scorer:
             "trained": errors(trained, true_test),
             "train_seconds": round(seconds, 1),
             "n_trained_on": len(train),
+            "rescale": round(factor, 4),
             "head": head,
             "predicted": trained,
         }

@@ -28,8 +28,10 @@ from crowdwatch.training.data import predicted_counts  # noqa: E402
 from crowdwatch.training.head import (  # noqa: E402
     Sample,
     TrainSettings,
+    _crop,
     head_specs,
     predict_maps,
+    rescale_output,
     train_head,
 )
 from crowdwatch.training.targets import make_target  # noqa: E402
@@ -150,3 +152,30 @@ def test_a_crop_sees_the_context_it_has_in_the_whole_map() -> None:
         crop_loss = float(sample_loss(head, sample, rows, cols, count_weight=0.0))
     expected = float((((whole - sample.density) * sample.weights)[rows, cols] ** 2).sum())
     assert crop_loss == pytest.approx(expected, rel=1e-4)
+
+
+def test_rescaling_folds_the_least_squares_count_factor_into_the_last_layer() -> None:
+    samples = synthetic_samples(4, seed=3)
+    head = random_weights(5)
+    before = predicted_counts(predict_maps(head, [s.features for s in samples]), samples)
+    rescaled, factor = rescale_output(head, samples)
+    after = predicted_counts(predict_maps(rescaled, [s.features for s in samples]), samples)
+    true = np.asarray([s.count for s in samples])
+    assert factor == pytest.approx(float(before @ true) / float(before @ before), rel=1e-4)
+    assert after == pytest.approx(before * factor, rel=1e-3)
+    # Least squares through the origin: no other single factor fits the counts better.
+    best = float(np.sum((after - true) ** 2))
+    for other in (factor * 0.9, factor * 1.1):
+        assert best <= float(np.sum((before * other - true) ** 2))
+
+
+def test_crops_cover_the_border_cells_as_often_as_the_middle() -> None:
+    sample = synthetic_samples(1, seed=0)[0]
+    _, h, w = sample.features.shape
+    seen = np.zeros((h, w))
+    rng = np.random.default_rng(0)
+    for _ in range(4000):
+        rows, cols = _crop(sample, 0.5, rng)
+        seen[rows, cols] += 1
+    assert seen.min() > 0
+    assert seen[0, 0] / seen[h // 2, w // 2] > 0.8

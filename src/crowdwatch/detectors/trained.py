@@ -51,6 +51,10 @@ class TrainRecipe:
     """Random crops of this fraction of the feature map's sides (augmentation); 1 = whole maps."""
     block: int = 1
     """Side, in cells, of the blocks whose counts the spatial part of the loss compares."""
+    batch: int = 1
+    """Pictures per optimiser step."""
+    rescale: bool = True
+    """Fold the least-squares count factor on the training pictures into the last layer."""
     seed: int = 0
 
     @property
@@ -67,12 +71,19 @@ RECIPES: Mapping[str, TrainRecipe] = MappingProxyType(
         for r in (
             TrainRecipe(
                 name="csrnet-mall",
-                description="CSRNet with its last three layers fine-tuned on the Mall dataset's camera "
-                "(frames 1-269 and 451-800; 270-450 never seen)",
+                description="CSRNet seeing frames at 1.5x, its last three layers fine-tuned on the Mall "
+                "dataset's camera (every 5th of frames 1-269 and 451-800; 270-450 never seen)",
                 dataset="mall",
                 train_frames="1-269,451-800",
                 held_out_frames="280-440",
-                every=4,
+                every=5,
+                input_scale=1.5,
+                epochs=20,
+                lr=3e-4,
+                count_weight=5.0,
+                crop=0.5,
+                block=5,
+                batch=4,
             ),
             TrainRecipe(
                 name="csrnet-shtb",
@@ -81,6 +92,12 @@ RECIPES: Mapping[str, TrainRecipe] = MappingProxyType(
                 dataset="shanghaitech_partB_train",
                 train_frames="",
                 held_out_frames="",
+                epochs=10,
+                lr=3e-4,
+                count_weight=5.0,
+                crop=0.5,
+                block=5,
+                batch=4,
             ),
         )
     }

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from crowdwatch.detectors.catalog import ModelNotFetchedError, UnknownModelError
-from crowdwatch.detectors.trained import RECIPES, TRAINED_ONNX, read_info, trained_dir
+from crowdwatch.detectors.trained import RECIPES, TRAINED_ONNX, trained_dir
 from crowdwatch.detectors.wheels import FetchError
 
 
@@ -35,19 +35,21 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=int, default=2, help="CPU threads (results depend on it; default 2)")
     p.add_argument("--force", action="store_true", help="train again even when the model is there")
+    p.add_argument(
+        "--held-out-every",
+        type=int,
+        default=4,
+        metavar="N",
+        help="score every N-th of the recipe's held-out pictures into trained.json (0 = skip; default 4)",
+    )
 
 
 def run_train(args: argparse.Namespace, models_dir: Path, out: Console, err: Console) -> int:
-    from crowdwatch.training.train import TRAINER_VERSION, train_recipe
+    from crowdwatch.training.train import is_current, train_recipe
 
     recipe = RECIPES[args.name]
     existing = trained_dir(recipe.name, models_dir) / TRAINED_ONNX
-    info = read_info(recipe.name, models_dir)
-    current = (
-        info is not None
-        and info.get("recipe") == recipe.to_dict()
-        and info.get("trainer_version") == TRAINER_VERSION
-    )
+    current = is_current(recipe, models_dir)
     if existing.is_file() and current and not args.force:
         out.print(f"[bold]{recipe.name}[/] is already trained: {existing} (--force trains it again)")
         return 0
@@ -60,7 +62,13 @@ def run_train(args: argparse.Namespace, models_dir: Path, out: Console, err: Con
         return 1
     try:
         train_recipe(
-            recipe, args.data, models_dir, features_dir=args.features_dir, threads=args.threads, say=out.print
+            recipe,
+            args.data,
+            models_dir,
+            features_dir=args.features_dir,
+            threads=args.threads,
+            held_out_every=args.held_out_every,
+            say=out.print,
         )
     except (FileNotFoundError, ValueError, UnknownModelError, FetchError, ModelNotFetchedError) as exc:
         err.print(f"[red]error:[/] {exc}")

@@ -111,14 +111,19 @@ class TrainSettings:
     weight_decay: float = 0.0
     block: int = 1
     """Side, in cells, of the blocks whose counts the spatial part of the loss compares."""
+    batch: int = 1
+    """Pictures whose gradients are summed per optimiser step (steadier steps)."""
 
 
 def _crop(sample: Sample, frac: float, rng: np.random.Generator) -> tuple[slice, slice]:
+    """A random window of `frac` of each side, allowed to hang over the map's edges (then cut
+    to the map): every cell is covered equally often. Windows kept inside the map would show
+    the border cells (often the far, crowded end of a street) only rarely."""
     _, h, w = sample.features.shape
     ch, cw = max(round(h * frac), 1), max(round(w * frac), 1)
-    i = int(rng.integers(0, h - ch + 1))
-    j = int(rng.integers(0, w - cw + 1))
-    return slice(i, i + ch), slice(j, j + cw)
+    i = int(rng.integers(-(ch - 1), h))
+    j = int(rng.integers(-(cw - 1), w))
+    return slice(max(i, 0), min(i + ch, h)), slice(max(j, 0), min(j + cw, w))
 
 
 def block_sums(x: torch.Tensor, block: int) -> torch.Tensor:
@@ -141,11 +146,15 @@ def sample_loss(
     cols: slice,
     count_weight: float,
     block: int = 1,
+    count_scale: float = 1.0,
 ) -> torch.Tensor:
     """Squared error of the people in each `block` x `block` cells (block 1: per cell, as
     CSRNet's authors train; larger blocks care less where exactly in a block a head is) plus
-    `count_weight` times the squared count error over the crop, relative to its count (so that
-    crowded and sparse pictures weigh alike). Cells are weighted by their ROI share.
+    `count_weight` times the squared count error over the crop divided by `count_scale` (the
+    training set's typical crop count, so the weight means the same on any dataset). The same
+    divisor for every crop keeps it a plain least-squares count term: dividing each crop by its
+    own count punished a phantom person in an empty crop far more than a missed one in a crowd
+    and taught the head to undercount. Cells are weighted by their ROI share.
 
     The head runs on the crop plus its receptive radius of context, so that the crop's cells
     get exactly the values the whole map gives them: zero padding at a crop's edge would teach
@@ -163,9 +172,8 @@ def sample_loss(
     diff = weights * (pred - target)
     if block > 1:
         diff = block_sums(diff, block)
-    true_count = (weights * target).sum()
     count_err = diff.sum()
-    loss: torch.Tensor = (diff**2).sum() + count_weight * count_err**2 / torch.clamp(true_count, min=1.0)
+    loss: torch.Tensor = (diff**2).sum() + count_weight * count_err**2 / max(count_scale, 1.0)
     return loss
 
 
@@ -187,23 +195,31 @@ def train_head(
     head.load_numpy(initial)
     head.train()
     optimiser = torch.optim.Adam(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    batch = max(settings.batch, 1)
+    steps_per_epoch = -(-len(samples) // batch)
     # Cosine decay to zero over the run: the last steps are small, so the result does not hinge
-    # on the last few pictures shown (per-picture steps are noisy).
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs * len(samples))
+    # on the last few pictures shown.
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs * steps_per_epoch)
+    crop_area = settings.crop**2 if settings.crop < 1.0 else 1.0
+    count_scale = float(np.mean([s.count for s in samples])) * crop_area
     for epoch in range(settings.epochs):
         total = 0.0
-        for index in rng.permutation(len(samples)):
-            sample = samples[int(index)]
-            if settings.crop < 1.0:
-                rows, cols = _crop(sample, settings.crop, rng)
-            else:
-                rows, cols = slice(None), slice(None)
-            loss = sample_loss(head, sample, rows, cols, settings.count_weight, settings.block)
+        order = rng.permutation(len(samples))
+        for start in range(0, len(order), batch):
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
+            for index in order[start : start + batch]:
+                sample = samples[int(index)]
+                if settings.crop < 1.0:
+                    rows, cols = _crop(sample, settings.crop, rng)
+                else:
+                    rows, cols = slice(None), slice(None)
+                loss = sample_loss(
+                    head, sample, rows, cols, settings.count_weight, settings.block, count_scale
+                )
+                (loss / batch).backward()  # type: ignore[no-untyped-call]
+                total += float(loss.detach())
             optimiser.step()
             schedule.step()
-            total += float(loss.detach())
         mean = total / len(samples)
         log.info("epoch %d/%d: mean loss %.4f", epoch + 1, settings.epochs, mean)
         if progress is not None:
@@ -227,3 +243,30 @@ def predict_maps(
             pred = head(torch.from_numpy(np.asarray(f, np.float32))[None])[0, 0]
             out.append(pred.numpy().astype(np.float32))
     return out
+
+
+def rescale_output(
+    head_weights: Mapping[str, npt.NDArray[np.generic]],
+    samples: Sequence[Sample],
+    *,
+    split: str = SPLIT,
+) -> tuple[dict[str, FloatArray], float]:
+    """Multiply the head's last layer by the least-squares factor (through the origin) that best
+    turns its counts on `samples` (its own training pictures) into the true counts. A trained
+    head undercounts its own training set a little (the per-cell error term shrinks uncertain
+    dense areas); one scalar folded into the weights removes that without any run-time change.
+    Returns the new head tensors and the factor."""
+    maps = predict_maps(head_weights, [s.features for s in samples], split=split)
+    predicted = np.asarray(
+        [float((m.astype(np.float64) * s.weights).sum()) for m, s in zip(maps, samples, strict=True)]
+    )
+    true = np.asarray([s.count for s in samples], dtype=np.float64)
+    denominator = float(predicted @ predicted)
+    factor = float(predicted @ true) / denominator if denominator > 0 else 1.0
+    if not np.isfinite(factor) or factor <= 0:
+        factor = 1.0
+    last = head_specs(split)[-1].key
+    out = {k: np.asarray(v, dtype=np.float32).copy() for k, v in head_weights.items()}
+    out[f"{last}.weight"] = (out[f"{last}.weight"] * np.float32(factor)).astype(np.float32)
+    out[f"{last}.bias"] = (out[f"{last}.bias"] * np.float32(factor)).astype(np.float32)
+    return out, factor

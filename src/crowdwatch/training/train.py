@@ -32,6 +32,7 @@ from crowdwatch.detectors.trained import (
     TRAINED_INFO,
     TRAINED_ONNX,
     TrainRecipe,
+    read_info,
     trained_dir,
 )
 from crowdwatch.evaluation.labeled import LabeledFolder, LabeledItem, open_folder, parse_ranges
@@ -39,11 +40,22 @@ from crowdwatch.evaluation.metrics import CountErrors
 
 log = logging.getLogger(__name__)
 
-TRAINER_VERSION = "1"
+TRAINER_VERSION = "2"
 """Bump when the training procedure changes (targets, loss, sampling): it is written to
 trained.json, so a model says which procedure made it."""
 
 META_TRAINED = "crowdwatch.trained"
+
+
+def is_current(recipe: TrainRecipe, models_dir: Path) -> bool:
+    """Whether `models_dir` holds `recipe`'s model, made by this recipe and trainer version."""
+    info = read_info(recipe.name, models_dir)
+    return (
+        (trained_dir(recipe.name, models_dir) / TRAINED_ONNX).is_file()
+        and info is not None
+        and info.get("recipe") == recipe.to_dict()
+        and info.get("trainer_version") == TRAINER_VERSION
+    )
 
 
 def select(folder: LabeledFolder, frames: str, every: int) -> list[LabeledItem]:
@@ -97,12 +109,16 @@ def train_recipe(
 
     from crowdwatch.training.data import load_samples, predicted_counts
     from crowdwatch.training.features import TrunkFeatures
-    from crowdwatch.training.head import TrainSettings, predict_maps, train_head
+    from crowdwatch.training.head import TrainSettings, predict_maps, rescale_output, train_head
 
     started = time.monotonic()
     folder = open_folder(data)
     train_items = select(folder, recipe.train_frames, recipe.every)
-    held_items = select(folder, recipe.held_out_frames, held_out_every) if recipe.held_out_frames else []
+    held_items = (
+        select(folder, recipe.held_out_frames, held_out_every)
+        if recipe.held_out_frames and held_out_every > 0
+        else []
+    )
     if not train_items:
         raise ValueError(f"{data}: no pictures match the training frames {recipe.train_frames!r}")
     overlap = {it.name for it in train_items} & {it.name for it in held_items}
@@ -130,6 +146,7 @@ def train_recipe(
         crop=recipe.crop,
         seed=recipe.seed,
         block=recipe.block,
+        batch=recipe.batch,
     )
     say(f"{recipe.name}: training the head ({settings.epochs} epochs, {threads} threads)")
     head = train_head(
@@ -142,6 +159,10 @@ def train_recipe(
             else None
         ),
     )
+    factor = 1.0
+    if recipe.rescale:
+        head, factor = rescale_output(head, samples)
+        say(f"  last layer rescaled x{factor:.3f} (least-squares counts on the training pictures)")
     trained_s = time.monotonic() - started
 
     held_out: dict[str, Any] = {}
@@ -169,6 +190,7 @@ def train_recipe(
         "base_model": BASE_MODEL,
         "base_weights_sha256": trunk.weights_sha256,
         "head_sha256": head_sha,
+        "rescale": round(factor, 6),
         "trainer_version": TRAINER_VERSION,
         "recipe": recipe.to_dict(),
         "data": {
