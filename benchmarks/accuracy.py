@@ -85,7 +85,10 @@ def _parser() -> argparse.ArgumentParser:
         "--auto-fps", type=float, default=None, help="auto: play the pictures as frames at this rate"
     )
     p.add_argument(
-        "--calibration", type=Path, default=None, help="DensityCalibration JSON (density and auto)"
+        "--calibration",
+        type=Path,
+        default=None,
+        help="DensityCalibration JSON, or a camera's configs/calibration file (density and auto)",
     )
     p.add_argument("--max-side", type=int, default=None, help="density: shrink images to this longest side")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
@@ -300,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         selected = [it for it in selected if folder.true_count(it) < args.under]
     calibration = None
     if args.calibration is not None:
-        calibration = DensityCalibration.from_dict(json.loads(args.calibration.read_text()))
+        data = json.loads(args.calibration.read_text())
+        # A camera's calibration file (configs/calibration/*.json) keeps the fit under "fit".
+        calibration = DensityCalibration.from_dict(data.get("fit", data))
     summaries = []
     for method in args.method:
         if calibration is not None and method not in ("density", "auto"):
