@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cv:
         predicted: dict[str, list[float]] = {"raw": [], "linear": [], "trained": [], "true": []}
+        oof_names: list[str] = []
         for j, (tr, te) in enumerate(folds(pool_items, args.cv, args.margin, recipe.seed)):
             train = [pool[i] for i in tr]
             test = [pool[i] for i in te]
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_line(f"fold {j + 1} {names}", r), file=sys.stderr)
             calibration = DensityCalibration(a=r["linear"]["a"], b=r["linear"]["b"])
             predicted["raw"] += raw_pool[te].tolist()
+            oof_names += [pool_items[i].name for i in te]
             predicted["linear"] += calibration.apply_many(raw_pool[te]).tolist()
             predicted["trained"] += r["predicted"].tolist()
             predicted["true"] += [pool[i].count for i in te]
@@ -231,7 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         true = np.asarray(predicted["true"])
         pooled = {m: errors(np.asarray(predicted[m]), true) for m in ("raw", "linear", "trained")}
-        summary["cv"] = {"spec": args.cv, "margin": args.margin, **pooled}
+        # Per picture, out of fold: shows whether a method compresses (under high, over low).
+        out_of_fold = {
+            "name": oof_names,
+            **{m: [round(float(v), 3) for v in predicted[m]] for m in predicted},
+        }
+        summary["cv"] = {"spec": args.cv, "margin": args.margin, **pooled, "out_of_fold": out_of_fold}
         print(_line(f"cv {args.cv} (all folds)", pooled), file=sys.stderr)
 
     if args.test or args.also:
