@@ -40,7 +40,7 @@ from crowdwatch.evaluation.labeled import LabeledFolder, LabeledItem, open_folde
 from crowdwatch.evaluation.metrics import CountErrors
 from crowdwatch.training.data import load_samples, predicted_counts
 from crowdwatch.training.features import TrunkFeatures
-from crowdwatch.training.head import Sample, TrainSettings, predict_maps, rescale_output, train_head
+from crowdwatch.training.head import Sample, fit_recipe, predict_maps
 
 Floats = npt.NDArray[np.float64]
 
@@ -77,18 +77,6 @@ def with_overrides(recipe: TrainRecipe, pairs: Sequence[str]) -> TrainRecipe:
         else:
             changes[key] = type(current)(value)
     return dataclasses.replace(recipe, **changes)
-
-
-def settings_of(recipe: TrainRecipe) -> TrainSettings:
-    return TrainSettings(
-        epochs=recipe.epochs,
-        lr=recipe.lr,
-        count_weight=recipe.count_weight,
-        crop=recipe.crop,
-        seed=recipe.seed,
-        block=recipe.block,
-        batch=recipe.batch,
-    )
 
 
 def folds(
@@ -156,10 +144,7 @@ class Scorer:
         true_test = np.asarray([s.count for s in test])
         calibration = DensityCalibration.fit(raw_train, true_train)
         started = time.monotonic()
-        head = train_head(list(train), self.base, settings_of(self.recipe))
-        factor = 1.0
-        if self.recipe.rescale:
-            head, factor = rescale_output(head, train)
+        head, factor = fit_recipe(train, self.base, self.recipe)
         seconds = time.monotonic() - started
         trained = predicted_counts(predict_maps(head, [s.features for s in test]), test)
         return {

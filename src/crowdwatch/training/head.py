@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from crowdwatch.detectors.csrnet_onnx import ConvSpec, csrnet_layers
+from crowdwatch.detectors.trained import TrainRecipe
 from crowdwatch.training.features import SPLIT
 
 log = logging.getLogger(__name__)
@@ -270,3 +271,31 @@ def rescale_output(
     out[f"{last}.weight"] = (out[f"{last}.weight"] * np.float32(factor)).astype(np.float32)
     out[f"{last}.bias"] = (out[f"{last}.bias"] * np.float32(factor)).astype(np.float32)
     return out, factor
+
+
+def settings_of(recipe: TrainRecipe) -> TrainSettings:
+    """The optimiser settings a recipe names."""
+    return TrainSettings(
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        count_weight=recipe.count_weight,
+        crop=recipe.crop,
+        seed=recipe.seed,
+        block=recipe.block,
+        batch=recipe.batch,
+    )
+
+
+def fit_recipe(
+    samples: Sequence[Sample],
+    initial: Mapping[str, npt.NDArray[np.generic]],
+    recipe: TrainRecipe,
+    *,
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[dict[str, FloatArray], float]:
+    """Train the head as `recipe` says (then rescale it when the recipe asks); the head's
+    tensors and the rescale factor (1 without rescaling)."""
+    head = train_head(samples, initial, settings_of(recipe), progress=progress)
+    if not recipe.rescale:
+        return head, 1.0
+    return rescale_output(head, samples)

@@ -109,7 +109,7 @@ def train_recipe(
 
     from crowdwatch.training.data import load_samples, predicted_counts
     from crowdwatch.training.features import TrunkFeatures
-    from crowdwatch.training.head import TrainSettings, predict_maps, rescale_output, train_head
+    from crowdwatch.training.head import fit_recipe, predict_maps
 
     started = time.monotonic()
     folder = open_folder(data)
@@ -139,29 +139,17 @@ def train_recipe(
 
     say(f"{recipe.name}: trunk features of {len(train_items)} training pictures (cache {trunk.cache_dir})")
     samples = load_samples(folder, train_items, trunk, recipe.sigma_cells, progress)
-    settings = TrainSettings(
-        epochs=recipe.epochs,
-        lr=recipe.lr,
-        count_weight=recipe.count_weight,
-        crop=recipe.crop,
-        seed=recipe.seed,
-        block=recipe.block,
-        batch=recipe.batch,
-    )
-    say(f"{recipe.name}: training the head ({settings.epochs} epochs, {threads} threads)")
-    head = train_head(
+    epochs = recipe.epochs
+    say(f"{recipe.name}: training the head ({epochs} epochs, {threads} threads)")
+    head, factor = fit_recipe(
         samples,
         weights,
-        settings,
+        recipe,
         progress=lambda e, loss: (
-            say(f"  epoch {e}/{settings.epochs} loss {loss:.4f}")
-            if e % 5 == 0 or e == settings.epochs
-            else None
+            say(f"  epoch {e}/{epochs} loss {loss:.4f}") if e % 5 == 0 or e == epochs else None
         ),
     )
-    factor = 1.0
     if recipe.rescale:
-        head, factor = rescale_output(head, samples)
         say(f"  last layer rescaled x{factor:.3f} (least-squares counts on the training pictures)")
     trained_s = time.monotonic() - started
 
