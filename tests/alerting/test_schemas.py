@@ -119,6 +119,7 @@ def test_extension_attributes_and_new_data_fields_are_allowed() -> None:
     env["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     env["data"]["queue_length"] = 4
     validate_envelope(env)  # raises InvalidEventError when rejected
+    assert codec.from_envelope(env) == crowd_event()  # and the extras change nothing
 
 
 def test_many_errors_are_summarised() -> None:
