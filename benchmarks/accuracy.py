@@ -92,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-side", type=int, default=None, help="density: shrink images to this longest side")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = all cores)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or auto: where ultralytics detectors and density models run "
+        "(density on CUDA runs on PyTorch)",
+    )
+    p.add_argument("--full-precision", action="store_true", help="on CUDA: float32, not float16")
     p.add_argument("--models-dir", type=Path, default=None, help="default: the catalog's models dir")
     p.add_argument("--raw-from", type=Path, default=None, help="rescore raw counts from an earlier CSV")
     p.add_argument("--out", type=Path, default=None, help="folder for <method>.csv and <method>.png")
@@ -151,16 +158,21 @@ def chosen_models(method: str, args: argparse.Namespace) -> tuple[str, str]:
 
 
 def build_density(ref: str, args: argparse.Namespace) -> tuple[DensityEstimator, str]:
-    from crowdwatch.detectors.density import CsrnetOnnxEstimator
+    from crowdwatch.config.counting import DensityConfig
+    from crowdwatch.runtime.models import open_density_model
 
     models_dir = args.models_dir or default_models_dir()
     if ref in CATALOG:
         fetch(ref, models_dir)  # idempotent; builds the ONNX once
     resolved = resolve_density_model(ref, models_dir)  # names the train command when missing
-    estimator = CsrnetOnnxEstimator(
-        resolved.path, name=resolved.name, threads=args.threads, max_side=args.max_side
+    cfg = DensityConfig(
+        model=ref,
+        device=args.device,
+        half=not args.full_precision,
+        threads=args.threads,
+        max_side=args.max_side,
     )
-    return estimator, resolved.name
+    return open_density_model(resolved.path, resolved.name, cfg), resolved.name
 
 
 def build_detector_for(ref: str, args: argparse.Namespace) -> tuple[Detector, str, float]:
@@ -184,6 +196,9 @@ def build_detector_for(ref: str, args: argparse.Namespace) -> tuple[Detector, st
     fields: dict[str, object] = {"type": dtype, "model": ref}
     if dtype == "onnx":
         fields["threads"] = args.threads
+    else:
+        fields["device"] = args.device
+        fields["half"] = not args.full_precision
     config = TypeAdapter(DetectorConfig).validate_python(fields)
     detector = build_detector(config, models_dir)
     return detector, detector.name, config.iou

@@ -217,6 +217,16 @@ BAD_CONFIGS = [
         id="unknown-nested-field",
     ),
     pytest.param(drop("cameras.0.url"), ["cameras[0].url: required field is missing"], id="missing-url"),
+    pytest.param(
+        set_in("counting", {"density": {"device": "gpu"}}),
+        ["counting.density.device: device must be auto, cpu, cuda or cuda:N (N = GPU index), not 'gpu'"],
+        id="density-device-unknown",
+    ),
+    pytest.param(
+        set_in("detector", {"type": "ultralytics", "device": "cuda0"}),
+        ["detector.device: device must be auto, cpu, cuda or cuda:N (N = GPU index), not 'cuda0'"],
+        id="detector-device-unknown",
+    ),
     pytest.param(drop("centers"), ["centers: required field is missing"], id="missing-centers"),
     pytest.param(
         set_in("cameras", []),

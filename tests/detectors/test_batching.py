@@ -106,6 +106,16 @@ def test_batches_never_exceed_the_maximum() -> None:
     batcher.close()
 
 
+def test_many_frames_from_one_caller_are_batched_and_answered_in_order() -> None:
+    # The tiles of one frame: queued together, split at max_batch, answers in the caller's order.
+    inner = FakeBatchDetector()
+    batcher = MicroBatcher(inner, max_batch=4, max_wait_s=0.05)
+    got = batcher.detect_batch([frame(v) for v in range(1, 11)])
+    assert [float(d.confidence[0]) for d in got] == pytest.approx([v / 255 for v in range(1, 11)])
+    assert inner.batches == [4, 4, 2]  # all ten were queued at once
+    batcher.close()
+
+
 def test_a_failed_batch_fails_its_callers_and_the_next_batch_works() -> None:
     inner = FakeBatchDetector(fail_when=lambda images: any(im[0, 0, 0] == 99 for im in images))
     batcher = MicroBatcher(inner, max_batch=2, max_wait_s=60.0)

@@ -87,3 +87,35 @@ def test_region_limits_the_work_and_offsets_boxes() -> None:
 
 def test_empty_region_gives_no_boxes() -> None:
     assert len(TiledDetector(Painted()).detect(image_with_people(), region=(10, 10, 10, 50))) == 0
+
+
+class PaintedBatches(Painted):
+    """`Painted` that also runs batches, recording each batch's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def detect_batch(self, images: list[npt.NDArray[np.uint8]]) -> list[Detections]:
+        self.batches.append(len(images))
+        return [self.detect(image) for image in images]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_a_batching_detector_gets_the_tiles_in_batches_with_the_same_result(batch_size: int) -> None:
+    picture = image_with_people((90, 50, 110, 90), (300, 200, 310, 240), (550, 350, 560, 390))
+    one_by_one = TiledDetector(Painted(), tile=200, overlap=0.25, upscale=2.0).detect(picture)
+    batching = PaintedBatches()
+    batched = TiledDetector(batching, tile=200, overlap=0.25, upscale=2.0, batch_size=batch_size).detect(
+        picture
+    )
+    tiles = len(batching.calls)
+    assert tiles > 16  # 600x400 in 100 px tiles overlapping by a quarter
+    assert batching.batches == [min(batch_size, tiles - i) for i in range(0, tiles, batch_size)]
+    np.testing.assert_array_equal(batched.xyxy, one_by_one.xyxy)
+    assert len(batched) == 3
+
+
+def test_tile_batch_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        TiledDetector(Painted(), batch_size=0)

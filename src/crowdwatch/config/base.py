@@ -1,6 +1,9 @@
 """Base model for every config section: unknown keys are errors, values are immutable."""
 
-from pydantic import BaseModel, ConfigDict
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
 class StrictModel(BaseModel):
@@ -14,3 +17,13 @@ class FieldProblemsError(ValueError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{path}: {msg}" if path else msg for path, msg in problems))
+
+
+def _check_device(value: str) -> str:
+    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) is None:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N (N = GPU index), not {value!r}")
+    return value
+
+
+Device = Annotated[str, AfterValidator(_check_device)]
+"""Where a model runs: auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda, cuda:N."""

@@ -6,7 +6,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from crowdwatch.config.base import StrictModel
+from crowdwatch.config.base import Device, StrictModel
 
 CountingMethod = Literal["detector", "tiled", "density", "auto"]
 
@@ -29,7 +29,13 @@ class DensityConfig(StrictModel):
         description="Density model: a catalog name, a model trained here (`crowdwatch models "
         "train NAME`, e.g. csrnet-mall) or an ONNX path.",
     )
-    threads: int = Field(0, ge=0, description="ONNX Runtime threads; 0 = one per core.")
+    device: Device = Field(
+        "auto",
+        description="Where the density model runs: cpu (ONNX Runtime), cuda or cuda:N (PyTorch, "
+        "needs the ultralytics extra), auto = the first CUDA GPU when PyTorch sees one, else cpu.",
+    )
+    half: bool = Field(True, description="Half precision on CUDA; ignored on CPU.")
+    threads: int = Field(0, ge=0, description="ONNX Runtime threads (device cpu); 0 = one per core.")
     max_side: int | None = Field(
         None,
         ge=64,

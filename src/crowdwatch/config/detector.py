@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from crowdwatch.config.base import StrictModel
+from crowdwatch.config.base import Device, StrictModel
 
 
 class _DetectorCommon(StrictModel):
@@ -35,7 +35,7 @@ class OnnxDetectorConfig(_DetectorCommon):
 
 class UltralyticsDetectorConfig(_DetectorCommon):
     type: Literal["ultralytics"] = Field("ultralytics", description="Ultralytics YOLO (PyTorch).")
-    device: str = Field(
+    device: Device = Field(
         "auto", description="'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."
     )
     half: bool = Field(True, description="Half precision on CUDA; ignored on CPU.")

@@ -71,17 +71,23 @@ class MicroBatcher:
         self._thread: threading.Thread | None = None
 
     def detect(self, image: Image) -> Detections:
-        check_image(image)  # a bad frame fails its own caller, not the whole batch
-        request = _Request(image)
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[Image]) -> list[Detections]:
+        """Queue all `images` at once (the tiles of one frame, say): they share batches with
+        each other and with other cameras' frames, never more than `max_batch` per inference."""
+        for image in images:
+            check_image(image)  # a bad frame fails its own caller, not the whole batch
+        requests = [_Request(image) for image in images]
         with self._cond:
             if self._closed:
                 raise DetectorClosedError(f"detector {self.name} is closed")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._dispatch, name="detect-batcher", daemon=True)
                 self._thread.start()
-            self._queue.append(request)
+            self._queue.extend(requests)
             self._cond.notify_all()
-        return request.result.result()
+        return [r.result.result() for r in requests]
 
     def close(self) -> None:
         with self._cond:

@@ -314,3 +314,18 @@ def build_onnx_file(npz_path: Path, onnx_path: Path | None = None) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def read_model(onnx_path: Path) -> tuple[dict[str, FloatArray], float]:
+    """The CSRNet weights (state_dict names) and input scale of a model built by `build_model`,
+    so that another runtime (PyTorch on a GPU) runs exactly the network the ONNX file holds,
+    trained heads included. Raises WeightsMismatchError for any other graph."""
+    model = onnx.load(str(onnx_path))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    weights = {k: np.asarray(inits[k], np.float32) for k in expected_shapes() if k in inits}
+    check_weights(weights)
+    props = {p.key: p.value for p in model.metadata_props}
+    scale = float(props.get(META_INPUT_SCALE, "1"))
+    if not 0 < scale <= 4:
+        raise ValueError(f"{onnx_path}: input scale {scale} outside (0, 4]")
+    return weights, scale

@@ -53,6 +53,26 @@ def resize_factor(height: int, width: int, max_side: int | None) -> float:
     return max_side / longest
 
 
+def network_input(
+    image: npt.NDArray[np.uint8], max_side: int | None, input_scale: float
+) -> tuple[npt.NDArray[np.uint8], float, float]:
+    """The picture as the network takes it (shrunk to `max_side`, then resized by the model's
+    input scale) and the x and y factors from `image` to it. Checks the picture first."""
+    check_image(image)
+    h, w = image.shape[:2]
+    if min(h, w) < STRIDE:
+        raise ValueError(f"image {w}x{h} is smaller than one density cell ({STRIDE} px)")
+    factor = resize_factor(h, w, max_side) * input_scale
+    if factor == 1.0:
+        return image, 1.0, 1.0
+    nw, nh = max(round(w * factor), STRIDE), max(round(h * factor), STRIDE)
+    # INTER_AREA: the right filter for shrinking (no aliasing of fine crowd texture);
+    # cubic for enlarging, as the trained models' features were computed.
+    interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_CUBIC
+    resized = np.asarray(cv2.resize(image, (nw, nh), interpolation=interpolation), np.uint8)
+    return resized, nw / w, nh / h
+
+
 class CsrnetOnnxEstimator:
     """CSRNet built by `csrnet_onnx` run with ONNX Runtime on CPU.
 
@@ -89,24 +109,12 @@ class CsrnetOnnxEstimator:
     def estimate(self, image: npt.NDArray[np.uint8]) -> DensityMap:
         if self._session is None:
             raise DetectorClosedError(f"density estimator {self.name} is closed")
-        check_image(image)
-        h, w = image.shape[:2]
-        if min(h, w) < STRIDE:
-            raise ValueError(f"image {w}x{h} is smaller than one density cell ({STRIDE} px)")
-        factor = resize_factor(h, w, self.max_side) * self.input_scale
-        net_in = image
-        fx = fy = 1.0
-        if factor != 1.0:
-            nw, nh = max(round(w * factor), STRIDE), max(round(h * factor), STRIDE)
-            # INTER_AREA: the right filter for shrinking (no aliasing of fine crowd texture);
-            # cubic for enlarging, as the trained models' features were computed.
-            interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_CUBIC
-            net_in = np.asarray(cv2.resize(image, (nw, nh), interpolation=interpolation), np.uint8)
-            fx, fy = nw / w, nh / h
+        net_in, fx, fy = network_input(image, self.max_side, self.input_scale)
         # BGR HWC uint8 -> RGB NCHW float32 0..255; the graph normalises (ImageNet mean/std).
         blob = np.ascontiguousarray(net_in[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32)
         out = self._session.run([self._output_name], {INPUT_NAME: blob})[0]
         values = np.asarray(out, dtype=np.float32)[0, 0]
+        h, w = image.shape[:2]
         return DensityMap(values=values, scale=(STRIDE / fx, STRIDE / fy), image_shape=(h, w))
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from crowdwatch.core.types import Detections
 from crowdwatch.detectors.base import Detector
+from crowdwatch.detectors.batching import BatchDetector
 from crowdwatch.detectors.nms import nms
 
 Region = tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
@@ -37,9 +38,14 @@ class TiledDetector:
         overlap: float = 0.2,
         upscale: float = 2.0,
         iou: float = 0.45,
+        batch_size: int = 16,
     ) -> None:
         if upscale < 1:
             raise ValueError("upscale must be at least 1")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        """Tiles per inference when the detector batches (GPU memory grows with it)."""
         self.detector = detector
         self.name = f"{detector.name}+tiles"
         self.tile = tile
@@ -55,28 +61,42 @@ class TiledDetector:
         if x1 <= x0 or y1 <= y0:
             return Detections.empty()
         src_tile = max(32, round(self.tile / self.upscale))
-        boxes, scores, classes = [], [], []
+        scale = self.upscale
+        tiles: list[npt.NDArray[np.uint8]] = []
+        offsets: list[tuple[int, int]] = []
         for ty in tile_origins(y1 - y0, src_tile, self.overlap):
             for tx in tile_origins(x1 - x0, src_tile, self.overlap):
                 ox, oy = x0 + tx, y0 + ty
                 crop = image[oy : min(oy + src_tile, y1), ox : min(ox + src_tile, x1)]
                 ch, cw = crop.shape[:2]
-                scale = self.upscale
                 big = cv2.resize(crop, (round(cw * scale), round(ch * scale)), interpolation=cv2.INTER_LINEAR)
-                det = self.detector.detect(np.ascontiguousarray(big))
-                if len(det) == 0:
-                    continue
-                xyxy = det.xyxy / scale
-                xyxy[:, [0, 2]] += ox
-                xyxy[:, [1, 3]] += oy
-                boxes.append(xyxy)
-                scores.append(det.confidence)
-                classes.append(det.class_id)
+                tiles.append(np.ascontiguousarray(big))
+                offsets.append((ox, oy))
+        boxes, scores, classes = [], [], []
+        for det, (ox, oy) in zip(self._detect_all(tiles), offsets, strict=True):
+            if len(det) == 0:
+                continue
+            xyxy = det.xyxy / scale
+            xyxy[:, [0, 2]] += ox
+            xyxy[:, [1, 3]] += oy
+            boxes.append(xyxy)
+            scores.append(det.confidence)
+            classes.append(det.class_id)
         if not boxes:
             return Detections.empty()
         merged = Detections(np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes))
         kept = merged[nms(merged.xyxy, merged.confidence, self.iou, max_det=100_000)]
         return kept[_not_contained(kept.xyxy, kept.confidence)]
+
+    def _detect_all(self, tiles: list[npt.NDArray[np.uint8]]) -> list[Detections]:
+        # On a GPU the tiles of a frame cost about one inference when batched; a detector that
+        # cannot batch runs them one by one.
+        if not isinstance(self.detector, BatchDetector):
+            return [self.detector.detect(t) for t in tiles]
+        out: list[Detections] = []
+        for i in range(0, len(tiles), self.batch_size):
+            out += self.detector.detect_batch(tiles[i : i + self.batch_size])
+        return out
 
     def close(self) -> None:
         self.detector.close()

@@ -50,6 +50,13 @@ def _import_yolo() -> Any:
     return module.YOLO
 
 
+def half_precision_args() -> dict[str, Any]:
+    """Ultralytics 8.4 replaced `half=True` by `quantize=16` (and warns on every call given the
+    old one); 8.3 knows only `half`."""
+    defaults = importlib.import_module("ultralytics.cfg").DEFAULT_CFG_DICT
+    return {"quantize": 16} if "quantize" in defaults else {"half": True}
+
+
 class UltralyticsDetector:
     def __init__(self, config: UltralyticsDetectorConfig, model: ResolvedModel) -> None:
         if model.is_local:
@@ -70,8 +77,8 @@ class UltralyticsDetector:
             "device": self._device,
             "verbose": False,
         }
-        if self._half:  # only on CUDA; newer Ultralytics warns about the argument otherwise
-            self._args["half"] = True
+        if self._half:  # only on CUDA; Ultralytics warns about the argument otherwise
+            self._args.update(half_precision_args())
         try:
             self._model: Any = yolo_cls(str(model.path), task="detect")
         except OSError as exc:  # ConnectionError when a stock name cannot be downloaded

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from crowdwatch.config.counting import CountingConfig
+from crowdwatch.config.counting import CountingConfig, DensityConfig
 from crowdwatch.config.detector import DetectorConfig, UltralyticsDetectorConfig
 from crowdwatch.core.density import DensityMap
 from crowdwatch.core.types import Detections
@@ -26,12 +26,34 @@ def build_density_estimator(counting: CountingConfig, models_dir: Path | None) -
     """The configured density model: a catalog name, a trained model (`crowdwatch models train`)
     or an ONNX path. Raises ModelNotFetchedError naming the fetch or train command to run."""
     from crowdwatch.detectors.catalog import default_models_dir
-    from crowdwatch.detectors.density import CsrnetOnnxEstimator
     from crowdwatch.detectors.trained import resolve_density_model
 
     cfg = counting.density
     resolved = resolve_density_model(cfg.model, models_dir or default_models_dir())
-    return CsrnetOnnxEstimator(resolved.path, name=resolved.name, threads=cfg.threads, max_side=cfg.max_side)
+    return open_density_model(resolved.path, resolved.name, cfg)
+
+
+def density_device(requested: str) -> str:
+    """`auto` -> cuda:0 when PyTorch is installed and sees a GPU, else cpu."""
+    from crowdwatch.detectors.csrnet_torch import cuda_available
+
+    if requested != "auto":
+        return requested
+    return "cuda:0" if cuda_available() else "cpu"
+
+
+def open_density_model(path: Path, name: str, cfg: DensityConfig) -> DensityEstimator:
+    """ONNX Runtime on CPU; PyTorch on a CUDA device (same network, same weights)."""
+    device = density_device(cfg.device)
+    if device == "cpu":
+        from crowdwatch.detectors.density import CsrnetOnnxEstimator
+
+        return CsrnetOnnxEstimator(path, name=name, threads=cfg.threads, max_side=cfg.max_side)
+    from crowdwatch.detectors.csrnet_torch import CsrnetTorchEstimator
+
+    return CsrnetTorchEstimator.from_onnx(
+        path, device=device, half=cfg.half, name=name, max_side=cfg.max_side
+    )
 
 
 class ModelSet:
@@ -87,6 +109,8 @@ class ModelSet:
             upscale=tiles.upscale,
             iou=self._detector_config.iou,
         )
+        if isinstance(tiled.detector, MicroBatcher):
+            return tiled.detect(image, region)  # it queues the tiles: no lock while waiting
         with self._detector_lock:
             return tiled.detect(image, region)
 
