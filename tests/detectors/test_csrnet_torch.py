@@ -17,7 +17,6 @@ from crowdwatch.detectors.csrnet_onnx import (
     META_INPUT_SCALE,
     WeightsMismatchError,
     build_model,
-    expected_shapes,
     read_model,
 )
 from crowdwatch.detectors.density import CsrnetOnnxEstimator
@@ -26,21 +25,9 @@ from crowdwatch.runtime import models as runtime_models
 torch = pytest.importorskip("torch", reason="PyTorch comes with the ultralytics extra")
 
 from crowdwatch.detectors.csrnet_torch import CsrnetTorchEstimator  # noqa: E402
+from csrnet_weights import random_weights  # noqa: E402
 
 FloatArray = npt.NDArray[np.float32]
-
-
-def random_weights(seed: int = 3) -> dict[str, FloatArray]:
-    """He-initialised CSRNet weights: every channel active, activations of sane size."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, FloatArray] = {}
-    for key, shape in expected_shapes().items():
-        if key.endswith(".weight"):
-            fan_in = int(np.prod(shape[1:]))
-            out[key] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
-        else:
-            out[key] = (rng.standard_normal(shape) * 0.01).astype(np.float32)
-    return out
 
 
 @pytest.fixture(scope="module")

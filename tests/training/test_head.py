@@ -21,7 +21,6 @@ from crowdwatch.detectors.csrnet_onnx import (  # noqa: E402
     META_INPUT_SCALE,
     OUTPUT_NAME,
     build_model,
-    expected_shapes,
     trunk_layers,
 )
 from crowdwatch.training.data import predicted_counts  # noqa: E402
@@ -35,21 +34,9 @@ from crowdwatch.training.head import (  # noqa: E402
     train_head,
 )
 from crowdwatch.training.targets import make_target  # noqa: E402
+from csrnet_weights import random_weights  # noqa: E402
 
 FloatArray = npt.NDArray[np.float32]
-
-
-def random_weights(seed: int = 0) -> dict[str, FloatArray]:
-    """He-initialised tensors of CSRNet's shapes, small positive biases (so ReLUs pass signal)."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, FloatArray] = {}
-    for key, shape in expected_shapes().items():
-        if key.endswith(".weight"):
-            fan_in = int(np.prod(shape[1:]))
-            out[key] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
-        else:
-            out[key] = np.full(shape, 0.01, dtype=np.float32)
-    return out
 
 
 def run(model: onnx.ModelProto, output: str, image: FloatArray) -> FloatArray:
