@@ -32,14 +32,14 @@ def uniform_density(per_cell: float) -> DensityMap:
     return DensityMap(np.full((25, 50), per_cell, np.float32), (8.0, 8.0), (H, W))
 
 
-def analysis(*specs: ZoneSpec, calibration: DensityCalibration | None = None) -> CameraAnalysis:
+def analysis(
+    *specs: ZoneSpec, calibration: DensityCalibration | None = None, probe_every_s: float | None = None
+) -> CameraAnalysis:
+    auto = AutoParams(
+        to_density_count=4, to_detector_count=2, small_person_px=0, min_dwell_s=0, probe_every_s=probe_every_s
+    )
     return CameraAnalysis(
-        "cam",
-        GeoPoint(30.0, 120.0),
-        specs,
-        NoSmoothing,
-        auto=AutoParams(to_density_count=4, to_detector_count=2, small_person_px=0, min_dwell_s=0),
-        density_calibration=calibration,
+        "cam", GeoPoint(30.0, 120.0), specs, NoSmoothing, auto=auto, density_calibration=calibration
     )
 
 
@@ -78,6 +78,28 @@ def test_auto_zone_switches_to_density_and_reports_it() -> None:
     assert r1.counts[0].method == "density"
     assert r1.counts[0].count == pytest.approx(12.5)
     assert r1.events[0].method == "density"
+
+
+def test_auto_zone_probe_finds_a_crowd_the_detector_barely_sees() -> None:
+    a = analysis(ZoneSpec(make_zone("l", LEFT), RULES, "auto"), probe_every_s=30)
+    two = people((50, 100), (60, 100))
+    assert a.plan_density(0.0, two)  # the first frame is probed
+    # The map says 12.5 people where the detector found 2: the boxes are not to be trusted.
+    r0 = a.update(0.0, FrameInputs(two, density=uniform_density(0.02), density_model="csrnet"), (W, H))
+    assert r0.counts[0].method == "density"
+    assert r0.counts[0].count == pytest.approx(12.5)
+    assert r0.events[0].method == "density"
+
+
+def test_auto_zone_probe_keeps_boxes_the_map_agrees_with_and_waits_for_the_next_probe() -> None:
+    a = analysis(ZoneSpec(make_zone("l", LEFT), RULES, "auto"), probe_every_s=30)
+    three = people((50, 100), (60, 100), (70, 100))
+    assert a.plan_density(0.0, three)
+    # 5 by density against 3 boxes: under twice the boxes, so the boxes stand.
+    r0 = a.update(0.0, FrameInputs(three, density=uniform_density(0.008), density_model="csrnet"), (W, H))
+    assert (r0.counts[0].method, r0.counts[0].count) == ("detector", 3.0)
+    assert not a.plan_density(10.0, three)  # next probe at 30 s
+    assert a.plan_density(30.0, three)
 
 
 def test_tiled_zone_counts_tiled_boxes() -> None:

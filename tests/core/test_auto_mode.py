@@ -71,3 +71,68 @@ def test_dwell_blocks_an_immediate_switch_back_to_density() -> None:
 def test_params_refuse_inverted_thresholds() -> None:
     with pytest.raises(ValueError, match="hysteresis"):
         AutoParams(to_density_count=8, to_detector_count=8)
+
+
+PROBING = AutoParams(
+    to_density_count=15, to_detector_count=8, small_person_px=28, min_dwell_s=10, probe_every_s=30
+)
+
+
+@pytest.mark.parametrize(
+    ("n_boxes", "density", "expected"),
+    [
+        (9, 287.0, "density"),  # a dense street the detector sees 9 of
+        (0, 15.0, "density"),  # no boxes at all, a crowd on the map
+        (0, 14.9, "detector"),  # under the crowd threshold, whatever the boxes
+        (7, 14.0, "detector"),
+        (10, 19.9, "detector"),  # under twice the boxes: they are about right
+        (10, 20.0, "density"),
+    ],
+)
+def test_probe_switches_when_the_map_counts_far_more_than_the_boxes(
+    n_boxes: int, density: float, expected: str
+) -> None:
+    sw = AutoSwitch(PROBING)
+    assert sw.before_density(0.0, boxes(n_boxes)) == "detector"
+    assert sw.probe_due(0.0)
+    assert sw.after_probe(0.0, density, n_boxes) == expected
+
+
+def test_probes_come_every_interval_and_only_while_on_boxes() -> None:
+    sw = AutoSwitch(PROBING)
+    assert sw.probe_due(0.0)
+    sw.after_probe(0.0, 3.0, 3)
+    assert [sw.probe_due(t) for t in (10.0, 29.9, 30.0)] == [False, False, True]
+    sw.after_probe(30.0, 100.0, 5)
+    assert mode(sw) == "density"
+    assert not sw.probe_due(100.0)  # counting by density already
+
+
+def test_a_probe_respects_the_dwell_after_switching_back() -> None:
+    sw = AutoSwitch(PROBING)
+    assert sw.before_density(0.0, boxes(20)) == "density"
+    sw.after_density(10.0, 2.0)
+    assert mode(sw) == "detector"
+    assert not sw.probe_due(15.0)  # within the dwell: no switching yet, so no probe
+    assert sw.after_probe(15.0, 100.0, 2) == "detector"  # a map the frame had anyway: no flap
+    assert sw.probe_due(20.0)
+
+
+@pytest.mark.parametrize(("every", "due_again_at"), [(0.0, 0.0), (None, None)])
+def test_probe_every_frame_or_never(every: float | None, due_again_at: float | None) -> None:
+    sw = AutoSwitch(AutoParams(probe_every_s=every))
+    if due_again_at is None:
+        assert not sw.probe_due(0.0)
+        assert sw.after_probe(0.0, 500.0, 1) == "detector"  # probing off: maps never switch
+    else:
+        sw.after_probe(0.0, 3.0, 3)
+        assert sw.probe_due(due_again_at)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [({"probe_every_s": -1.0}, "probe_every_s must not be negative"), ({"probe_ratio": 0.5}, "at least 1")],
+)
+def test_bad_probe_settings_are_refused(kwargs: dict[str, float], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        AutoParams(**kwargs)

@@ -121,6 +121,7 @@ class CameraAnalysis:
             if lane.auto is not None:
                 in_zone = _in_zone(lane.spec.zone, detections)
                 lane.mode = lane.auto.before_density(ts, in_zone)
+                need |= lane.auto.probe_due(ts)
             need |= lane.mode == "density"
         return need
 
@@ -133,6 +134,10 @@ class CameraAnalysis:
         frame_area = float(frame_size[0] * frame_size[1])
         for lane in self._lanes:
             zone = lane.spec.zone
+            if lane.auto is not None and lane.mode == "detector" and inputs.density is not None:
+                # A probe (or a map computed for another zone): check the boxes against it.
+                boxes = int(zone.count(inputs.detections)) if inputs.detections is not None else 0
+                lane.mode = lane.auto.after_probe(ts, self._density_count(zone, inputs, frame_area), boxes)
             raw, model = self._count(lane, inputs, frame_area)
             if lane.auto is not None and lane.mode == "density":
                 lane.auto.after_density(ts, raw)
@@ -151,11 +156,7 @@ class CameraAnalysis:
     def _count(self, lane: _Lane, inputs: FrameInputs, frame_area: float) -> tuple[float, str]:
         zone = lane.spec.zone
         if lane.mode == "density":
-            if inputs.density is None:
-                raise ValueError(f"zone {zone.zone_id} counts by density but no density map was computed")
-            share = polygon_area(zone.polygon) / frame_area if frame_area > 0 else 1.0
-            raw = self._calibration.apply(inputs.density.integrate_polygon(zone.polygon), min(share, 1.0))
-            return max(raw, 0.0), inputs.density_model
+            return self._density_count(zone, inputs, frame_area), inputs.density_model
         if lane.mode == "tiled":
             if inputs.tiled is None:
                 raise ValueError(f"zone {zone.zone_id} counts tiled boxes but none were computed")
@@ -163,6 +164,14 @@ class CameraAnalysis:
         if inputs.detections is None:
             raise ValueError(f"zone {zone.zone_id} counts boxes but the detector did not run")
         return float(zone.count(inputs.detections)), inputs.detector_model
+
+    def _density_count(self, zone: Zone, inputs: FrameInputs, frame_area: float) -> float:
+        """The zone's calibrated density count (never negative)."""
+        if inputs.density is None:
+            raise ValueError(f"zone {zone.zone_id} counts by density but no density map was computed")
+        share = polygon_area(zone.polygon) / frame_area if frame_area > 0 else 1.0
+        raw = self._calibration.apply(inputs.density.integrate_polygon(zone.polygon), min(share, 1.0))
+        return max(raw, 0.0)
 
 
 def _in_zone(zone: Zone, detections: Detections | None) -> Detections:

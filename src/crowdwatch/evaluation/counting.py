@@ -94,12 +94,18 @@ class AutoCounter:
         if roi is not None:
             detections = detections[points_in_mask(head_points(detections), roi)]
         mode = switch.before_density(now, detections)
-        self.modes.append(mode)
-        if mode == "detector":
+        probe = mode == "detector" and switch.probe_due(now)
+        if mode == "detector" and not probe:
+            self.modes.append(mode)
             return float(len(detections))
         density = self._estimator.estimate(image)
         raw = density.total() if roi is None else density.integrate_mask(roi)
         count = self._calibration.apply(raw) if self._calibration is not None else max(raw, 0.0)
+        if probe:
+            mode = switch.after_probe(now, count, len(detections))
+        self.modes.append(mode)
+        if mode == "detector":
+            return float(len(detections))
         switch.after_density(now, count)
         return count
 

@@ -51,6 +51,8 @@ def auto_params(counting: CountingConfig) -> AutoParams:
         to_detector_count=a.to_detector_count,
         small_person_px=a.small_person_px,
         min_dwell_s=a.min_dwell_s,
+        probe_every_s=a.probe_every_s,
+        probe_ratio=a.probe_ratio,
     )
 
 
