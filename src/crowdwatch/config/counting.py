@@ -71,13 +71,14 @@ class AutoConfig(StrictModel):
         10, ge=0, description="Stay at least this long in a mode before switching back."
     )
     probe_every_s: float | None = Field(
-        30,
+        60,
         ge=0,
         description="While counting by boxes, also run the density model this often (0 = every "
         "frame, the right choice on a GPU; null = never) and switch when it counts at least "
         "to_density_count and probe_ratio times the boxes: crowds the detector barely sees "
         "(heads without bodies, far away) give few boxes. Costs one density map per camera "
-        "per probe (~1-2 s on a 2-core CPU, ~10 ms on a GPU).",
+        "per probe: ~1-2 s for 640x480 and ~8 s for 1024x768 on a 2-core CPU (more for HD "
+        "frames: see max_side), ~10 ms on a GPU.",
     )
     probe_ratio: float = Field(
         2,

@@ -32,7 +32,7 @@ class AutoParams:
     to_detector_count: float = 8
     small_person_px: float = 28
     min_dwell_s: float = 10
-    probe_every_s: float | None = 30
+    probe_every_s: float | None = 60
     """Density check while on boxes: this often (0 = every frame; None = never)."""
     probe_ratio: float = 2
 
