@@ -134,11 +134,13 @@ class CameraAnalysis:
         frame_area = float(frame_size[0] * frame_size[1])
         for lane in self._lanes:
             zone = lane.spec.zone
+            raw, model = self._count(lane, inputs, frame_area)
             if lane.auto is not None and lane.mode == "detector" and inputs.density is not None:
                 # A probe (or a map computed for another zone): check the boxes against it.
-                boxes = int(zone.count(inputs.detections)) if inputs.detections is not None else 0
-                lane.mode = lane.auto.after_probe(ts, self._density_count(zone, inputs, frame_area), boxes)
-            raw, model = self._count(lane, inputs, frame_area)
+                by_density = self._density_count(zone, inputs, frame_area)
+                lane.mode = lane.auto.after_probe(ts, by_density, int(raw))
+                if lane.mode == "density":
+                    raw, model = by_density, inputs.density_model
             if lane.auto is not None and lane.mode == "density":
                 lane.auto.after_density(ts, raw)
             smoothed = lane.smoother.update(raw)
