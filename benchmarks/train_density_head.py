@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from crowdwatch.core.density import DensityCalibration
+from crowdwatch.core.density import DensityCalibration, DensityMap
 from crowdwatch.detectors.catalog import default_models_dir, fetch, get_entry, member_path
 from crowdwatch.detectors.csrnet_onnx import load_weights
 from crowdwatch.detectors.trained import BASE_MODEL, RECIPES, TrainRecipe
@@ -59,6 +59,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", type=Path, default=None)
     p.add_argument("--features-dir", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="write the summary here")
+    p.add_argument(
+        "--auto-under",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --cv, on folders without an ROI: score `auto` (the product's default rule, each "
+        "picture alone) on the out-of-fold pictures with fewer than N people, its density count "
+        "being the held-out head's, next to the plain detector and `auto` with raw CSRNet",
+    )
+    p.add_argument("--detector", default="yolov8s-person-onnx", help="detector of --auto-under")
     return p
 
 
@@ -163,6 +173,84 @@ class Scorer:
         }
 
 
+class _Replay:
+    """A density estimator that answers with a count computed beforehand (the held-out head's),
+    as a one-cell map: `auto` then decides exactly as it would on the network's map (no ROI:
+    it sums the map)."""
+
+    name = "replay"
+
+    def __init__(self) -> None:
+        self.count = 0.0
+
+    def estimate(self, image: npt.NDArray[np.uint8]) -> DensityMap:
+        h, w = image.shape[:2]
+        return DensityMap(np.full((1, 1), self.count, np.float32), (float(w), float(h)), (h, w))
+
+    def close(self) -> None:
+        pass
+
+
+def sparse_auto(
+    folder: LabeledFolder, out_of_fold: dict[str, list[Any]], under: int, detector_ref: str, threads: int
+) -> dict[str, Any]:
+    """`auto` against the plain detector on the sparse out-of-fold pictures, with the density
+    count of the held-out head and of raw CSRNet."""
+    from pydantic import TypeAdapter
+
+    from crowdwatch.config.counting import CountingConfig
+    from crowdwatch.config.detector import DetectorConfig
+    from crowdwatch.detectors.registry import build_detector
+    from crowdwatch.evaluation.counting import AutoCounter
+    from crowdwatch.runtime.build import auto_params
+
+    if folder.roi is not None:
+        raise SystemExit(
+            "--auto-under: only for folders without an ROI mask (the replayed count is the whole picture's)"
+        )
+    models_dir = default_models_dir()
+    fetch(detector_ref, models_dir)
+    fields = {"type": "onnx", "model": detector_ref, "threads": threads}
+    config = TypeAdapter(DetectorConfig).validate_python(fields)
+    detector = build_detector(config, models_dir)
+    params = auto_params(CountingConfig())  # the product's default thresholds
+    items = {it.name: it for it in folder.items}
+    rows: list[dict[str, Any]] = []
+    for j, name in enumerate(out_of_fold["name"]):
+        true = out_of_fold["true"][j]
+        if true >= under:
+            continue
+        image = items[name].load_image()
+        boxes = float(len(detector.detect(image)))
+        row: dict[str, Any] = {"name": name, "true": true, "detector": boxes}
+        for method in ("trained", "raw"):
+            replay = _Replay()
+            replay.count = float(out_of_fold[method][j])
+            counter = AutoCounter(detector, replay, params)  # a fresh switch: the picture alone
+            row[f"auto_{method}"] = round(counter(image, None), 3)
+            row[f"auto_{method}_mode"] = counter.modes[-1]
+            row[method] = out_of_fold[method][j]
+        rows.append(row)
+        print(
+            f"  {name:14s} true {true:4.0f}  detector {boxes:4.0f}  auto(trained head) "
+            f"{row['auto_trained']:6.1f} [{row['auto_trained_mode']}]  auto(raw) {row['auto_raw']:6.1f} "
+            f"[{row['auto_raw_mode']}]",
+            file=sys.stderr,
+        )
+    detector.close()
+    if not rows:
+        return {"under": under, "n": 0}
+    true_counts = np.asarray([r["true"] for r in rows], dtype=np.float64)
+    scores = {
+        m: errors(np.asarray([r[m] for r in rows], dtype=np.float64), true_counts)
+        for m in ("detector", "auto_trained", "auto_raw", "trained", "raw")
+    }
+    for m, e in scores.items():
+        line = f"under {under}: {m:14s} MAE {e['mae']:6.2f} ({e['mean_signed_error']:+6.2f}) n={e['n']}"
+        print(line, file=sys.stderr)
+    return {"under": under, "detector_model": detector_ref, **scores, "pictures": rows}
+
+
 def _line(label: str, r: dict[str, Any]) -> str:
     cells = [
         f"{m} {r[m]['mae']:6.2f} ({r[m]['mean_signed_error']:+6.2f})" for m in ("raw", "linear", "trained")
@@ -219,12 +307,16 @@ def main(argv: list[str] | None = None) -> int:
         true = np.asarray(predicted["true"])
         pooled = {m: errors(np.asarray(predicted[m]), true) for m in ("raw", "linear", "trained")}
         # Per picture, out of fold: shows whether a method compresses (under high, over low).
-        out_of_fold = {
+        out_of_fold: dict[str, list[Any]] = {
             "name": oof_names,
             **{m: [round(float(v), 3) for v in predicted[m]] for m in predicted},
         }
         summary["cv"] = {"spec": args.cv, "margin": args.margin, **pooled, "out_of_fold": out_of_fold}
         print(_line(f"cv {args.cv} (all folds)", pooled), file=sys.stderr)
+        if args.auto_under is not None:
+            summary["auto_under"] = sparse_auto(
+                folder, out_of_fold, args.auto_under, args.detector, args.threads
+            )
 
     if args.test or args.also:
         test_items = folder.select(parse_ranges(args.test))[:: args.test_every] if args.test else []

@@ -390,3 +390,44 @@ def test_errors_are_logged_without_a_callback(caplog: pytest.LogCaptureFixture) 
     bus.publish(CROWD_EVENTS, "cam-1", codec.encode(crowd_event()))
     assert service.run_once(0.05) == 0
     assert "store unreachable" in caplog.text
+
+
+def test_tick_applies_the_retention_once_a_minute() -> None:
+    class Purging(MemoryAlertStore):
+        def __init__(self) -> None:
+            super().__init__(resolved_retention_s=3600.0)
+            self.purges: list[float] = []
+
+        def purge(self, now: float) -> int:
+            self.purges.append(now)
+            return super().purge(now)
+
+    store = Purging()
+    rig = make_rig(store=store)
+    rig.publish(crowd_event())
+    assert rig.process(1) == 1
+    rig.store.act(ALERT_ID, Action.RESOLVE, "op-anna", rig.clock())
+    rig.service.tick()
+    rig.clock.advance(59.0)
+    rig.service.tick()
+    assert store.purges == [T0]
+    assert rig.store.get(ALERT_ID) is not None
+    rig.clock.advance(3600.0)
+    rig.service.tick()
+    assert store.purges == [T0, T0 + 3659.0]
+    assert rig.store.get(ALERT_ID) is None
+    assert rig.metric("alerts_purged_total") == 1
+
+
+def test_a_failing_purge_is_reported_and_escalation_goes_on() -> None:
+    class Broken(MemoryAlertStore):
+        def purge(self, now: float) -> int:
+            raise ConnectionError("redis went away")
+
+    rig = make_rig(store=Broken())
+    rig.publish(crowd_event())
+    assert rig.process(1) == 1
+    rig.clock.advance(3600.0)  # past every SLA
+    changes = rig.service.tick()
+    assert [c.kind for c in changes] == ["escalated"]
+    assert [str(exc) for exc, _ in rig.errors] == ["redis went away"]

@@ -69,6 +69,24 @@ BACKENDS = [
     pytest.param(redis_store, id="redis", marks=pytest.mark.redis),
 ]
 
+# Stores that keep resolved alerts this long (`purge`).
+RETENTION_S = 3600.0
+
+
+def memory_store_with_retention(cleanup: ExitStack) -> AlertStore:
+    return MemoryAlertStore(resolved_retention_s=RETENTION_S)
+
+
+def redis_store_with_retention(cleanup: ExitStack) -> AlertStore:
+    config = redis_config().model_copy(update={"resolved_retention_s": RETENTION_S})
+    return open_redis_store(cleanup, config)
+
+
+RETENTION_BACKENDS = [
+    pytest.param(memory_store_with_retention, id="memory"),
+    pytest.param(redis_store_with_retention, id="redis", marks=pytest.mark.redis),
+]
+
 
 @pytest.fixture(params=BACKENDS)
 def store_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], AlertStore]]:
@@ -81,3 +99,11 @@ def store_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], Alert
 @pytest.fixture
 def store(store_factory: Callable[[], AlertStore]) -> AlertStore:
     return store_factory()
+
+
+@pytest.fixture(params=RETENTION_BACKENDS)
+def retention_store(request: pytest.FixtureRequest) -> Iterator[AlertStore]:
+    """A store whose `purge` removes alerts resolved RETENTION_S before."""
+    backend: Backend = request.param
+    with ExitStack() as cleanup:
+        yield backend(cleanup)

@@ -248,7 +248,7 @@ def test_center_streams_carry_the_changes(workers: Workers, client: redis.Redis)
     assert stream("s1") == [escalated]
 
 
-def test_change_streams_are_trimmed_but_audit_is_not(workers: Workers, client: redis.Redis) -> None:
+def test_change_streams_are_trimmed_but_audit_is_not_by_length(workers: Workers, client: redis.Redis) -> None:
     store = workers(stream_maxlen=100)
     store.apply_event(crowd_event(), route(), T0)
     for seq in range(1, 1000):
@@ -268,6 +268,28 @@ def test_escalation_index_follows_the_alert(workers: Workers, client: redis.Redi
     assert client.zrange(store.keys.open, 0, -1) == []
     assert client.zrange(store.keys.center_open("c1"), 0, -1) == []
     assert client.zrange(store.keys.center_all("c1"), 0, -1) == [ALERT_ID]
+
+
+def test_purge_leaves_no_key_of_the_alert_behind(workers: Workers, client: redis.Redis) -> None:
+    store = workers(resolved_retention_s=60.0)
+    keeper = workers()
+    store.apply_event(crowd_event(), route(), T0)
+    store.escalate(ALERT_ID, "s1", T0 + 500, 300.0)  # now at s1: indexes of two centers
+    store.act(ALERT_ID, Action.RESOLVE, "op", T0 + 501)
+    assert client.zscore(store.keys.resolved, ALERT_ID) == T0 + 501
+    assert keeper.purge(T0 + 10_000) == 0  # no retention set: this worker keeps everything
+    assert store.purge(T0 + 561) == 1
+    left = {k for k in client.scan_iter(match=f"{store.keys.prefix}:*") if ALERT_ID in k}
+    # Only the dedupe mark of its event, which expires by itself and meanwhile keeps a late
+    # redelivery from opening the alert again.
+    assert left == {store.keys.event(crowd_event().id)}
+    assert client.ttl(store.keys.event(crowd_event().id)) > 0
+    for index in ("alerts", "open", "escalations", "resolved"):
+        assert client.zscore(getattr(store.keys, index), ALERT_ID) is None, index
+    for center in ("c1", "s1"):
+        assert client.zrange(store.keys.center_all(center), 0, -1) == [], center
+    # Change streams are not audit: they keep their entries (trimmed by length only).
+    assert client.xlen(store.keys.changes) == 3
 
 
 def test_a_client_with_bytes_and_resp3_works() -> None:

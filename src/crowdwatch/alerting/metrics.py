@@ -16,6 +16,7 @@ class AlertingMetrics:
     events_consumed: Counter  # label type: the CloudEvents type
     alerts_created: Counter
     escalations: Counter  # label outcome: escalated | exhausted
+    alerts_purged: Counter
     dlq_messages: Counter  # label reason: decode | schema
     processing_errors: Counter
     processing_latency: Histogram
@@ -30,6 +31,9 @@ class AlertingMetrics:
             alerts_created=counter("alerts_created", "Alerts opened (one per crowd episode)."),
             escalations=counter(
                 "escalations", "Overdue alerts passed up the hierarchy or marked at the top.", ("outcome",)
+            ),
+            alerts_purged=counter(
+                "alerts_purged", "Resolved alerts removed from the store by its retention setting."
             ),
             dlq_messages=counter("dlq_messages", "Messages sent to the dead-letter topic.", ("reason",)),
             processing_errors=counter(

@@ -33,6 +33,8 @@ DEFAULT_GROUP: Final = "crowdwatch-alerting"
 # Kafka commit, Redis round trips) shrink per event as batches grow; 1000 leaves each
 # transaction a few milliseconds long.
 DEFAULT_BATCH_SIZE: Final = 1000
+# How often tick() applies the store's retention (a few index reads when nothing is due).
+PURGE_EVERY_S: Final = 60.0
 _MAX_ERROR_HEADER = 1000
 
 # Called with the exception and the message being processed (None for escalation errors).
@@ -55,6 +57,7 @@ class AlertingService:
         on_error: ErrorHandler | None = None,
         metrics: AlertingMetrics | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        purge_every_s: float = PURGE_EVERY_S,
     ) -> None:
         self._bus = bus
         self._store = store
@@ -64,6 +67,8 @@ class AlertingService:
         self._on_error = on_error
         self._metrics = metrics
         self._batch_size = batch_size
+        self._purge_every_s = purge_every_s
+        self._next_purge: float | None = None  # the first tick purges
         self._consumer: Consumer | None = None
 
     def run_once(self, timeout: float) -> int:
@@ -114,8 +119,18 @@ class AlertingService:
         return failed_at
 
     def tick(self, now: float | None = None) -> list[AlertChange]:
-        """Escalate every overdue alert one level up (or mark it at a district)."""
+        """Escalate every overdue alert one level up (or mark it at a district); every
+        `purge_every_s`, apply the store's retention (`AlertStore.purge`)."""
         now = self._clock() if now is None else now
+        if self._next_purge is None or now >= self._next_purge:
+            self._next_purge = now + self._purge_every_s
+            try:
+                purged = self._store.purge(now)
+            except Exception as exc:  # retention can wait for the next round; alerts cannot
+                self._report(exc, None)
+            else:
+                if self._metrics and purged:
+                    self._metrics.alerts_purged.inc(purged)
         changes: list[AlertChange] = []
         directory = self._router.directory
         for alert in self._store.due_escalations(now):

@@ -93,6 +93,13 @@ BusConfig = Annotated[MemoryBusConfig | KafkaBusConfig, Field(discriminator="typ
 
 class MemoryStoreConfig(StrictModel):
     type: Literal["memory"] = Field("memory", description="In-process alert store (embedded mode).")
+    resolved_retention_s: float | None = Field(
+        None,
+        gt=0,
+        description="How long a resolved alert is kept after it was resolved (with its audit "
+        "entries; the all-alerts audit keeps that long too). Checked once a minute. null keeps "
+        "everything for the life of the process.",
+    )
 
 
 class RedisStoreConfig(StrictModel):
@@ -121,7 +128,16 @@ class RedisStoreConfig(StrictModel):
         10_000,
         ge=100,
         description="Approximate length kept of the change streams (all changes, per center); "
-        "audit streams are never trimmed.",
+        "audit streams are trimmed only by `resolved_retention_s`.",
+    )
+    resolved_retention_s: float | None = Field(
+        None,
+        gt=0,
+        description="How long a resolved alert stays in Redis after it was resolved: then its "
+        "record, index entries and own audit stream are removed, and the all-alerts audit stream "
+        "loses entries older than that (by Redis's clock). Checked by the alerting role once a "
+        "minute. null keeps everything forever (Redis memory then grows with every alert); "
+        "export the audit streams first where a longer record must be kept.",
     )
     socket_timeout_s: float = Field(
         5.0, gt=0, description="Timeout of connecting to Redis and of each command, in seconds."

@@ -30,7 +30,7 @@ def build_store(config: StoreConfig) -> AlertStore:
     if config.type == "memory":
         from crowdwatch.store.memory import MemoryAlertStore
 
-        return MemoryAlertStore()
+        return MemoryAlertStore(resolved_retention_s=config.resolved_retention_s)
     from crowdwatch.store.redis import RedisAlertStore
 
     return RedisAlertStore.from_config(config)

@@ -110,6 +110,14 @@ class AlertStore(Protocol):
         """The latest status of every camera that reported one, by camera id."""
         ...
 
+    def purge(self, now: float) -> int:
+        """Retention: remove every alert resolved at least `resolved_retention_s` (the store's
+        setting) before `now` (its record, index entries and own audit entries), and the
+        all-alerts audit entries older than that. Returns how many alerts went; 0 when the store
+        keeps everything (no retention set). Redis dates the all-alerts audit stream by its own
+        clock (stream ids), so `now` must be wall-clock time there."""
+        ...
+
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` with every change, in order; returns the unsubscribe function.
         Listeners must be quick (hand over to a queue) and must not raise: errors are logged."""

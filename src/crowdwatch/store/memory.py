@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from crowdwatch.core import alerts as lifecycle
 from crowdwatch.core.alerts import Action, AlertChange
-from crowdwatch.core.types import Alert, AuditEntry, CameraStatusEvent, CrowdEvent
+from crowdwatch.core.types import Alert, AlertState, AuditEntry, CameraStatusEvent, CrowdEvent
 from crowdwatch.store.base import AlertNotFoundError, BatchApplyError, Listener, RouteFn, StoreUpdate
 from crowdwatch.store.batch import BatchPlan, plan_batch
 
@@ -16,11 +16,17 @@ log = logging.getLogger(__name__)
 
 
 class MemoryAlertStore:
-    def __init__(self) -> None:
+    def __init__(self, *, resolved_retention_s: float | None = None) -> None:
+        """`resolved_retention_s`: how long `purge` keeps resolved alerts; None keeps all."""
+        if resolved_retention_s is not None and resolved_retention_s <= 0:
+            raise ValueError(f"resolved_retention_s must be positive, got {resolved_retention_s}")
+        self._retention_s = resolved_retention_s
         # Re-entrant: a listener may read the store while being notified.
         self._lock = threading.RLock()
         self._alerts: dict[str, Alert] = {}
         self._audit: list[AuditEntry] = []
+        self._alert_audit: dict[str, list[AuditEntry]] = {}
+        self._resolved_at: dict[str, float] = {}
         # Grows with the number of events ever applied; fine for one process's lifetime (a
         # Redis store would expire these keys).
         self._applied: set[str] = set()
@@ -88,7 +94,20 @@ class MemoryAlertStore:
 
     def audit(self, alert_id: str | None = None) -> list[AuditEntry]:
         with self._lock:
-            return [e for e in self._audit if alert_id is None or e.alert_id == alert_id]
+            return list(self._audit if alert_id is None else self._alert_audit.get(alert_id, ()))
+
+    def purge(self, now: float) -> int:
+        if self._retention_s is None:
+            return 0
+        horizon = now - self._retention_s
+        with self._lock:
+            gone = [a for a, resolved in self._resolved_at.items() if resolved <= horizon]
+            for alert_id in gone:
+                del self._resolved_at[alert_id]
+                self._alerts.pop(alert_id, None)
+                self._alert_audit.pop(alert_id, None)
+            self._audit = [e for e in self._audit if e.ts > horizon]
+        return len(gone)
 
     def record_camera_status(self, event: CameraStatusEvent) -> bool:
         with self._lock:
@@ -135,8 +154,13 @@ class MemoryAlertStore:
         return alert
 
     def _commit(self, change: AlertChange) -> None:
-        self._alerts[change.alert.id] = change.alert
+        alert = change.alert
+        before = self._alerts.get(alert.id)
+        if alert.state is AlertState.RESOLVED and (before is None or before.state is not AlertState.RESOLVED):
+            self._resolved_at[alert.id] = alert.updated_at
+        self._alerts[alert.id] = alert
         self._audit.extend(change.audit)
+        self._alert_audit.setdefault(alert.id, []).extend(change.audit)
         self._notify(change)
 
     def _notify(self, update: StoreUpdate) -> None:

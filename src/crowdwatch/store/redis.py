@@ -17,9 +17,10 @@ Keys, under a configurable prefix `P` (default `cw`):
     P:center:{c}:all        zset    alerts now at center c, score created_at
     P:center:{c}:open       zset    open alerts now at center c, score created_at
     P:escalations           zset    alerts waiting for an acknowledgement, score escalate_at
+    P:resolved              zset    resolved alerts, score the time resolved (for `purge`)
     P:event:{id}            string  event id applied (dedupe), expires after event_dedupe_ttl_s
-    P:audit                 stream  every audit entry, in commit order (never trimmed)
-    P:audit:{alert id}      stream  the audit entries of one alert (never trimmed)
+    P:audit                 stream  every audit entry, in commit order (trimmed only by `purge`)
+    P:audit:{alert id}      stream  the audit entries of one alert (removed with the alert)
     P:changes               stream  every alert change and camera status (MAXLEN ~)
     P:stream:center:{c}     stream  alert changes of center c (before and after an escalation)
     P:cameras               hash    camera id -> latest status (CloudEvents JSON)
@@ -83,6 +84,8 @@ BATCH_ATTEMPTS: Final = 5
 READ_BLOCK_MS: Final = 1000
 READ_BATCH: Final = 100
 READ_TIMEOUT_S: Final = READ_BLOCK_MS / 1000 + 10
+# Alerts removed per purge transaction: bounds how long one holds Redis.
+PURGE_CHUNK: Final = 200
 _RECONNECT_BACKOFF_S: Final = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 # KEYS: cameras hash, camera-ts hash, changes stream.
@@ -130,13 +133,18 @@ class RedisAlertStore:
         key_prefix: str = "cw",
         event_dedupe_ttl_s: int = 7 * 24 * 3600,
         stream_maxlen: int = 10_000,
+        resolved_retention_s: float | None = None,
         owns_client: bool = False,
     ) -> None:
-        """`client` may decode responses or not; `owns_client`: close() closes it too."""
+        """`client` may decode responses or not; `owns_client`: close() closes it too.
+        `resolved_retention_s`: how long `purge` keeps resolved alerts; None keeps all."""
+        if resolved_retention_s is not None and resolved_retention_s <= 0:
+            raise ValueError(f"resolved_retention_s must be positive, got {resolved_retention_s}")
         self._client = client
         self._keys = RedisKeys(key_prefix)
         self._dedupe_ttl_s = event_dedupe_ttl_s
         self._maxlen = stream_maxlen
+        self._retention_s = resolved_retention_s
         self._owns_client = owns_client
         self._camera_script = client.register_script(_CAMERA_STATUS_LUA)
         # Guards the listeners and the reader; held while the reader delivers an update, so that
@@ -153,6 +161,7 @@ class RedisAlertStore:
             key_prefix=config.key_prefix,
             event_dedupe_ttl_s=config.event_dedupe_ttl_s,
             stream_maxlen=config.stream_maxlen,
+            resolved_retention_s=config.resolved_retention_s,
             owns_client=True,
         )
 
@@ -232,6 +241,51 @@ class RedisAlertStore:
             return change, lambda tx: self._write_change(tx, current, change)
 
         return self._transact([alert_key], step)
+
+    def purge(self, now: float) -> int:
+        """In chunks of PURGE_CHUNK alerts, each an optimistic transaction (an alert that changed
+        meanwhile is read again); then the all-alerts audit stream is trimmed by stream id, which
+        is Redis's clock."""
+        if self._retention_s is None:
+            return 0
+        k, horizon = self._keys, now - self._retention_s
+        removed = 0
+        while ids := _texts(self._client.zrangebyscore(k.resolved, "-inf", horizon, 0, PURGE_CHUNK)):
+            removed += self._purge_chunk(ids, horizon)
+        self._client.xtrim(k.audit, minid=f"{max(int(horizon * 1000), 0)}-0", approximate=False)
+        return removed
+
+    def _purge_chunk(self, ids: list[str], horizon: float) -> int:
+        k = self._keys
+        alert_keys = [k.alert(a) for a in ids]
+        reads: list[wire.Command] = [("ZMSCORE", k.resolved, *ids), *(("HGETALL", key) for key in alert_keys)]
+        with wire.connection(self._client) as conn:
+            for _ in range(MAX_ATTEMPTS):
+                scores, *rows = wire.watch_and_read(conn, [k.resolved, *alert_keys], reads)
+                writes: list[wire.Command] = []
+                gone = 0
+                for alert_id, score, row in zip(ids, scores, rows, strict=True):
+                    if score is None or float(score) > horizon:
+                        continue  # another worker purged it meanwhile
+                    writes.append(("ZREM", k.resolved, alert_id))
+                    alert = _alert_or_none(_hash_reply(row))
+                    if alert is None:
+                        continue
+                    gone += 1
+                    writes += [
+                        ("DEL", k.alert(alert_id), k.alert_audit(alert_id)),
+                        ("ZREM", k.alerts, alert_id),
+                        ("ZREM", k.open, alert_id),
+                        ("ZREM", k.escalations, alert_id),
+                        ("ZREM", k.center_all(alert.center_id), alert_id),
+                        ("ZREM", k.center_open(alert.center_id), alert_id),
+                    ]
+                if not writes:
+                    wire.unwatch(conn)
+                    return 0
+                if wire.execute(conn, writes):
+                    return gone
+        raise StoreConflictError(f"gave up after {MAX_ATTEMPTS} conflicting purges of {len(ids)} alerts")
 
     # --- reads ------------------------------------------------------------------------------
 

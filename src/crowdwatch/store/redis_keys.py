@@ -29,6 +29,10 @@ class RedisKeys:
         return f"{self.prefix}:center:{center_id}:open"
 
     @property
+    def resolved(self) -> str:
+        return f"{self.prefix}:resolved"
+
+    @property
     def escalations(self) -> str:
         return f"{self.prefix}:escalations"
 

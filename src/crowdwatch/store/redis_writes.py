@@ -75,6 +75,8 @@ def alert_commands(
         else:
             out.append(("ZREM", k.open, alert_id))
             out.append(("ZREM", k.center_open(after.center_id), alert_id))
+    if after.state is AlertState.RESOLVED and (before is None or before.state is not AlertState.RESOLVED):
+        out.append(("ZADD", k.resolved, repr(after.updated_at), alert_id))  # for retention (purge)
     deadline = escalation_deadline(after)
     if before is None or deadline != escalation_deadline(before):
         if deadline is None:
