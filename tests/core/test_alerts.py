@@ -81,6 +81,34 @@ def test_update_changes_figures_and_keeps_the_peak() -> None:
     assert "severity medium -> high" in entry.note
 
 
+def test_an_event_changes_only_the_figures_it_carries() -> None:
+    """Every other field, including those with defaults, comes through unchanged."""
+    a = alert_in(
+        S.DISPATCHED,
+        center_id="s1",
+        escalation_level=1,
+        escalate_at=T0 + 99,
+        assigned_unit="van-3",
+        density_per_m2=2.0,
+        method="density",
+    )
+    e = event(UPDATED, seq=4, count=41.0, peak=41.0, density_per_m2=None, severity=Severity.HIGH)
+    change = alerts.apply_event(a, e, T0 + 7)
+    assert change is not None
+    expected = replace(
+        a,
+        severity=Severity.HIGH,
+        count=41.0,
+        peak=41.0,
+        density_per_m2=None,
+        method=e.method,
+        updated_at=T0 + 7,
+        last_event_id=e.id,
+        last_event_seq=4,
+    )
+    assert change.alert == expected
+
+
 @pytest.mark.parametrize("seq", [0, 2, 1], ids=["duplicate-started", "duplicate", "out-of-order"])
 def test_stale_events_change_nothing(seq: int) -> None:
     a = replace(alerts.open_alert(event(), DECISION, T0).alert, last_event_seq=2)

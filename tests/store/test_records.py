@@ -17,6 +17,7 @@ from crowdwatch.core.routing import RouteDecision
 from crowdwatch.core.types import Alert, AlertState, AuditEntry, EventType, Severity
 from crowdwatch.store.base import StoreUpdate
 from crowdwatch.store.records import (
+    OPTIONAL_FIELDS,
     RecordError,
     alert_from_fields,
     alert_to_fields,
@@ -54,8 +55,10 @@ def test_alert_round_trip(alert: Alert) -> None:
 
 
 def test_none_fields_are_left_out() -> None:
-    fields = alert_to_fields(replace(ALERT, escalate_at=None))
-    assert {"density_per_m2", "escalate_at", "assigned_unit"}.isdisjoint(fields)
+    bare = alert_to_fields(replace(ALERT, escalate_at=None, density_per_m2=None, assigned_unit=None))
+    full = alert_to_fields(replace(ALERT, escalate_at=T0, density_per_m2=1.5, assigned_unit="van-3"))
+    # What the Redis store deletes (HDEL) when one of them becomes None.
+    assert set(full) - set(bare) == set(OPTIONAL_FIELDS)
 
 
 @pytest.mark.parametrize(

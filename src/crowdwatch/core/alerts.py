@@ -129,18 +129,31 @@ def apply_event(alert: Alert, event: CrowdEvent, now: float) -> AlertChange | No
     if event.seq <= alert.last_event_seq:
         return None
     ended = alert.gathering_ended or event.type is EventType.GATHERING_ENDED
-    new = replace(
-        alert,
+    # Spelled out rather than dataclasses.replace: this runs for every event, and replace costs
+    # several times as much (tests/core/test_alerts.py compares the two field by field).
+    new = Alert(
+        id=alert.id,
+        camera_id=alert.camera_id,
+        zone_id=alert.zone_id,
+        center_id=alert.center_id,
+        origin_center_id=alert.origin_center_id,
+        route_reason=alert.route_reason,
+        state=alert.state,
         severity=event.severity,
         count=event.count,
         peak=max(alert.peak, event.peak),
         density_per_m2=event.density_per_m2,
         method=event.method,
+        location=alert.location,
+        episode_start=alert.episode_start,
+        created_at=alert.created_at,
         updated_at=now,
         last_event_id=event.id,
         last_event_seq=event.seq,
-        gathering_ended=ended,
+        escalation_level=alert.escalation_level,
         escalate_at=None if ended else alert.escalate_at,
+        gathering_ended=ended,
+        assigned_unit=alert.assigned_unit,
     )
     changes = [f"count {alert.count:g} -> {new.count:g}"]
     if new.severity is not alert.severity:

@@ -154,19 +154,25 @@ class CrowdEvent:
     method: CountMethod
     model: str
     schema_version: str = SCHEMA_VERSION
+    # Formatted once: the alerting path reads both several times per event.
+    _episode_key: str = field(init=False, repr=False, compare=False)
+    _id: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.type not in GATHERING_TYPES:
             raise ValueError(f"{self.type} is not a gathering event type")
+        key = f"{self.camera_id}:{self.zone_id}:{round(self.episode_start * 1000)}"
+        object.__setattr__(self, "_episode_key", key)
+        object.__setattr__(self, "_id", f"{key}:{self.seq}")
 
     @property
     def episode_key(self) -> str:
         """Same for every event of one episode: the alert dedupe key."""
-        return f"{self.camera_id}:{self.zone_id}:{round(self.episode_start * 1000)}"
+        return self._episode_key
 
     @property
     def id(self) -> str:
-        return f"{self.episode_key}:{self.seq}"
+        return self._id
 
 
 @dataclass(frozen=True, slots=True)

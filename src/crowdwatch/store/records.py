@@ -33,6 +33,8 @@ from crowdwatch.store.base import StoreUpdate
 
 # Written into every alert record, so that a later layout can tell old records apart.
 ALERT_FORMAT: Final = "1"
+# The alert fields a record leaves out while they are None (sorted).
+OPTIONAL_FIELDS: Final = ("assigned_unit", "density_per_m2", "escalate_at")
 _METHODS: Final[frozenset[str]] = frozenset(get_args(CountMethod))
 _KINDS: Final[frozenset[str]] = frozenset(get_args(ChangeKind))
 

@@ -14,7 +14,7 @@ from itertools import chain
 from crowdwatch.core.alerts import AlertChange
 from crowdwatch.core.types import Alert, AlertState
 from crowdwatch.store.batch import BatchPlan
-from crowdwatch.store.records import alert_to_fields, audit_to_fields, change_to_fields
+from crowdwatch.store.records import OPTIONAL_FIELDS, alert_to_fields, audit_to_fields, change_to_fields
 from crowdwatch.store.redis_keys import RedisKeys
 
 Command = tuple[str, ...]
@@ -57,8 +57,11 @@ def alert_commands(
     k, alert_id = keys, after.id
     key, created = k.alert(alert_id), repr(after.created_at)
     out: list[Command] = []
-    if before is not None and (gone := alert_to_fields(before).keys() - fields.keys()):
-        out.append(("HDEL", key, *sorted(gone)))  # optional fields that became None
+    if before is not None:
+        # Optional fields that became None.
+        gone = [f for f in OPTIONAL_FIELDS if f not in fields and getattr(before, f) is not None]
+        if gone:
+            out.append(("HDEL", key, *gone))
     out.append(("HSET", key, *_flat(fields)))
     moved = before is None or before.center_id != after.center_id
     if before is None:
