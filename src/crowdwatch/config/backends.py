@@ -100,6 +100,12 @@ class MemoryStoreConfig(StrictModel):
         "entries; the all-alerts audit keeps that long too). Checked once a minute. null keeps "
         "everything for the life of the process.",
     )
+    event_dedupe_ttl_s: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        description="How long an applied event id is remembered, so a redelivered event is "
+        "ignored (a late duplicate is still refused by its alert's last event seq).",
+    )
 
 
 class RedisStoreConfig(StrictModel):

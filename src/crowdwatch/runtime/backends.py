@@ -30,7 +30,9 @@ def build_store(config: StoreConfig) -> AlertStore:
     if config.type == "memory":
         from crowdwatch.store.memory import MemoryAlertStore
 
-        return MemoryAlertStore(resolved_retention_s=config.resolved_retention_s)
+        return MemoryAlertStore(
+            resolved_retention_s=config.resolved_retention_s, event_dedupe_ttl_s=config.event_dedupe_ttl_s
+        )
     from crowdwatch.store.redis import RedisAlertStore
 
     return RedisAlertStore.from_config(config)

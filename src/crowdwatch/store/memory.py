@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 
 from crowdwatch.core import alerts as lifecycle
 from crowdwatch.core.alerts import Action, AlertChange
@@ -16,8 +17,11 @@ log = logging.getLogger(__name__)
 
 
 class MemoryAlertStore:
-    def __init__(self, *, resolved_retention_s: float | None = None) -> None:
-        """`resolved_retention_s`: how long `purge` keeps resolved alerts; None keeps all."""
+    def __init__(
+        self, *, resolved_retention_s: float | None = None, event_dedupe_ttl_s: float = 7 * 24 * 3600
+    ) -> None:
+        """`resolved_retention_s`: how long `purge` keeps resolved alerts; None keeps all.
+        `event_dedupe_ttl_s`: how long an applied event id is remembered (as on Redis)."""
         if resolved_retention_s is not None and resolved_retention_s <= 0:
             raise ValueError(f"resolved_retention_s must be positive, got {resolved_retention_s}")
         self._retention_s = resolved_retention_s
@@ -27,9 +31,7 @@ class MemoryAlertStore:
         self._audit: list[AuditEntry] = []
         self._alert_audit: dict[str, list[AuditEntry]] = {}
         self._resolved_at: dict[str, float] = {}
-        # Grows with the number of events ever applied; fine for one process's lifetime (a
-        # Redis store would expire these keys).
-        self._applied: set[str] = set()
+        self._applied = AppliedIds(event_dedupe_ttl_s)
         self._cameras: dict[str, CameraStatusEvent] = {}
         self._listeners: list[Listener] = []
 
@@ -140,9 +142,10 @@ class MemoryAlertStore:
         """Plan `events` against the stored alerts and keep what the plan did (up to its
         failure, if any), in one step under the lock."""
         with self._lock:
+            self._applied.expire(now)
             plan = plan_batch(events, self._applied, self._alerts, decide, now)
             # Marked applied only once planned without error, so a failed event can be retried.
-            self._applied.update(plan.applied)
+            self._applied.add(plan.applied, now)
             for write in plan.writes:
                 self._commit(write.change)
             return plan
@@ -170,3 +173,36 @@ class MemoryAlertStore:
                 listener(update)
             except Exception:
                 log.exception("alert store listener %r failed; change kept", listener)
+
+
+class AppliedIds:
+    """Event ids applied, each forgotten `ttl_s` after it was applied (as the Redis store's
+    dedupe keys expire), so that a long-running embedded process does not grow with every
+    event it ever saw. A late duplicate is still refused by its alert's last seq."""
+
+    def __init__(self, ttl_s: float) -> None:
+        if ttl_s <= 0:
+            raise ValueError(f"event_dedupe_ttl_s must be positive, got {ttl_s}")
+        self._ttl_s = ttl_s
+        self._ids: set[str] = set()
+        self._order: deque[tuple[float, str]] = deque()  # (applied at, id), oldest first
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, event_ids: Iterable[str], now: float) -> None:
+        for event_id in event_ids:
+            if event_id not in self._ids:
+                self._ids.add(event_id)
+                self._order.append((now, event_id))
+
+    def expire(self, now: float) -> None:
+        """Forget the ids applied `ttl_s` or longer before `now` (clocks that step back only
+        delay this)."""
+        horizon = now - self._ttl_s
+        order = self._order
+        while order and order[0][0] <= horizon:
+            self._ids.discard(order.popleft()[1])
