@@ -144,7 +144,8 @@ class Scorer:
         self.recipe = recipe
 
     def raw(self, samples: Sequence[Sample]) -> Floats:
-        return predicted_counts(predict_maps(self.base, [s.features for s in samples]), samples)
+        maps = predict_maps(self.base, [s.features for s in samples], split=self.recipe.split)
+        return predicted_counts(maps, samples)
 
     def run(
         self, train: Sequence[Sample], test: Sequence[Sample], raw_train: Floats, raw_test: Floats
@@ -156,7 +157,9 @@ class Scorer:
         started = time.monotonic()
         head, factor = fit_recipe(train, self.base, self.recipe)
         seconds = time.monotonic() - started
-        trained = predicted_counts(predict_maps(head, [s.features for s in test]), test)
+        trained = predicted_counts(
+            predict_maps(head, [s.features for s in test], split=self.recipe.split), test
+        )
         return {
             "raw": errors(raw_test, true_test),
             "linear": {
@@ -268,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     fetch(BASE_MODEL, models_dir)
     npz = member_path(get_entry(BASE_MODEL), models_dir)
     base = load_weights(npz)
-    trunk = TrunkFeatures(npz, args.features_dir, threads=args.threads, scale=recipe.input_scale)
+    trunk = TrunkFeatures(
+        npz, args.features_dir, split=recipe.split, threads=args.threads, scale=recipe.input_scale
+    )
     folder = open_folder(args.data)
     # The recipe's training pictures, thinned as the recipe thins them (video: near-duplicates).
     # The head and the linear calibration of each fold learn from the same pictures.
@@ -337,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
             samples = load_samples(other, list(other.items), trunk, recipe.sigma_cells)
             true = np.asarray([s.count for s in samples])
             raw = scorer.raw(samples)
-            trained = predicted_counts(predict_maps(r["head"], [s.features for s in samples]), samples)
+            maps = predict_maps(r["head"], [s.features for s in samples], split=recipe.split)
+            trained = predicted_counts(maps, samples)
             row: dict[str, Any] = {
                 "data": str(other.root),
                 "raw": errors(raw, true),

@@ -166,3 +166,29 @@ def test_crops_cover_the_border_cells_as_often_as_the_middle() -> None:
         seen[rows, cols] += 1
     assert seen.min() > 0
     assert seen[0, 0] / seen[h // 2, w // 2] > 0.8
+
+
+def test_a_recipe_trains_every_layer_after_its_split() -> None:
+    from crowdwatch.detectors.trained import RECIPES
+    from crowdwatch.training.head import fit_recipe
+
+    recipe = dataclasses.replace(RECIPES["csrnet-mall"], split="backend.4", epochs=1, batch=1)
+    rng = np.random.default_rng(4)
+    samples = [
+        dataclasses.replace(s, features=rng.uniform(0, 0.2, (512, 8, 12)).astype(np.float16))
+        for s in synthetic_samples(2, seed=5)
+    ]
+    head, factor = fit_recipe(samples, random_weights(6), recipe)
+    assert sorted({k.rsplit(".", 1)[0] for k in head}) == [
+        "backend.10",
+        "backend.6",
+        "backend.8",
+        "output_layer",
+    ]
+    assert factor > 0
+    assert [s.key for s in head_specs("backend.4")] == [
+        "backend.6",
+        "backend.8",
+        "backend.10",
+        "output_layer",
+    ]

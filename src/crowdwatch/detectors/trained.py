@@ -56,6 +56,8 @@ class TrainRecipe:
     rescale: bool = True
     """Fold the least-squares count factor on the training pictures into the last layer."""
     seed: int = 0
+    split: str = "backend.6"
+    """The last frozen layer: every conv layer after it is trained (backend.6: the last three)."""
 
     @property
     def train_command(self) -> str:

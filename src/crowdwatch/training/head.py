@@ -295,7 +295,7 @@ def fit_recipe(
 ) -> tuple[dict[str, FloatArray], float]:
     """Train the head as `recipe` says (then rescale it when the recipe asks); the head's
     tensors and the rescale factor (1 without rescaling)."""
-    head = train_head(samples, initial, settings_of(recipe), progress=progress)
+    head = train_head(samples, initial, settings_of(recipe), split=recipe.split, progress=progress)
     if not recipe.rescale:
         return head, 1.0
-    return rescale_output(head, samples)
+    return rescale_output(head, samples, split=recipe.split)

@@ -130,7 +130,7 @@ def train_recipe(
     fetch(BASE_MODEL, models_dir)
     npz = member_path(get_entry(BASE_MODEL), models_dir)
     weights = load_weights(npz)
-    trunk = TrunkFeatures(npz, features_dir, threads=threads, scale=recipe.input_scale)
+    trunk = TrunkFeatures(npz, features_dir, split=recipe.split, threads=threads, scale=recipe.input_scale)
     torch.set_num_threads(threads)
 
     def progress(i: int, n: int, item: LabeledItem) -> None:
@@ -163,8 +163,10 @@ def train_recipe(
             "frames": recipe.held_out_frames,
             "every": held_out_every,
             "n": len(held),
-            "original": _errors(predicted_counts(predict_maps(weights, feats), held), true),
-            "trained": _errors(predicted_counts(predict_maps(head, feats), held), true),
+            "original": _errors(
+                predicted_counts(predict_maps(weights, feats, split=recipe.split), held), true
+            ),
+            "trained": _errors(predicted_counts(predict_maps(head, feats, split=recipe.split), held), true),
         }
     trunk.close()
 
