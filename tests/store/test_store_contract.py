@@ -77,6 +77,32 @@ def test_lifecycle_through_the_store(store: AlertStore) -> None:
     assert [a.id for a in store.list_alerts(open_only=False)] == [ALERT_ID]
 
 
+def test_the_all_alerts_audit_holds_openings_actions_and_escalations(store: AlertStore) -> None:
+    """Not the figures events fold in: those stay in each alert's own audit."""
+    store.apply_event(crowd_event(), Decide(sla_s=60), T0)
+    store.apply_event(crowd_event(zone_id="exit"), Decide(), T0)
+    for seq in (1, 2):
+        store.apply_event(crowd_event(UPDATED, seq=seq, count=40.0 + seq), Decide(), T0 + seq)
+    store.escalate(ALERT_ID, "s1", T0 + 61, 300.0)
+    store.act(ALERT_ID, Action.ACKNOWLEDGE, "op-anna", T0 + 62)
+    store.apply_event(crowd_event(ENDED, seq=3, count=4.0), Decide(), T0 + 63)
+    trail = [(e.alert_id, e.action) for e in store.audit()]
+    assert trail == [
+        (ALERT_ID, "created"),
+        ("cam-1:exit:1700000000000", "created"),
+        (ALERT_ID, "escalated"),
+        (ALERT_ID, "acknowledge"),
+    ]
+    assert [e.action for e in store.audit(ALERT_ID)] == [
+        "created",
+        "crowd.gathering.updated",
+        "crowd.gathering.updated",
+        "escalated",
+        "acknowledge",
+        "crowd.gathering.ended",
+    ]
+
+
 def test_invalid_action_changes_nothing(store: AlertStore) -> None:
     store.apply_event(crowd_event(), Decide(), T0)
     with pytest.raises(InvalidTransition, match="from new to dispatched"):

@@ -62,6 +62,14 @@ class AlertChange:
     audit: tuple[AuditEntry, ...]
     kind: ChangeKind
 
+    @property
+    def in_all_alerts_audit(self) -> bool:
+        """Whether its audit entries also go to the all-alerts audit, the trail of who did what:
+        an alert opened, an operator's action, an escalation. The figures an event folds in
+        (count, severity, gathering ended) go only to the alert's own audit, so the all-alerts
+        trail grows with alerts and actions, not with every event of every gathering."""
+        return self.kind != "updated"
+
 
 class InvalidTransition(Exception):  # noqa: N818 - the name the lifecycle spec uses
     def __init__(self, alert_id: str, from_state: AlertState, to_state: AlertState) -> None:

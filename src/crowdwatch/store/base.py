@@ -98,7 +98,9 @@ class AlertStore(Protocol):
         ...
 
     def audit(self, alert_id: str | None = None) -> list[AuditEntry]:
-        """Audit entries in the order they were written, of one alert or of all."""
+        """Audit entries in the order they were written: every one of an alert, or (None) the
+        all-alerts audit, which leaves out the figures events fold in (see
+        `AlertChange.in_all_alerts_audit`)."""
         ...
 
     def record_camera_status(self, event: CameraStatusEvent) -> bool:

@@ -162,7 +162,8 @@ class MemoryAlertStore:
         if alert.state is AlertState.RESOLVED and (before is None or before.state is not AlertState.RESOLVED):
             self._resolved_at[alert.id] = alert.updated_at
         self._alerts[alert.id] = alert
-        self._audit.extend(change.audit)
+        if change.in_all_alerts_audit:
+            self._audit.extend(change.audit)
         self._alert_audit.setdefault(alert.id, []).extend(change.audit)
         self._notify(change)
 

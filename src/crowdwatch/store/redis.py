@@ -19,8 +19,10 @@ Keys, under a configurable prefix `P` (default `cw`):
     P:escalations           zset    alerts waiting for an acknowledgement, score escalate_at
     P:resolved              zset    resolved alerts, score the time resolved (for `purge`)
     P:event:{id}            string  event id applied (dedupe), expires after event_dedupe_ttl_s
-    P:audit                 stream  every audit entry, in commit order (trimmed only by `purge`)
-    P:audit:{alert id}      stream  the audit entries of one alert (removed with the alert)
+    P:audit                 stream  the all-alerts audit: openings, operator actions, escalations
+                                    (`AlertChange.in_all_alerts_audit`), in commit order (trimmed
+                                    only by `purge`)
+    P:audit:{alert id}      stream  every audit entry of one alert (removed with the alert)
     P:changes               stream  every alert change and camera status (MAXLEN ~)
     P:stream:center:{c}     stream  alert changes of center c (before and after an escalation)
     P:cameras               hash    camera id -> latest status (CloudEvents JSON)

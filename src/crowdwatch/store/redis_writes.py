@@ -97,9 +97,11 @@ def append_commands(
     k, alert = keys, change.alert
     audit = [audit_to_fields(entry) for entry in change.audit]
     out: list[Command] = []
+    everyone = change.in_all_alerts_audit
     for record in audit:
         entry = _flat(record)
-        out.append(("XADD", k.audit, "*", *entry))
+        if everyone:
+            out.append(("XADD", k.audit, "*", *entry))
         out.append(("XADD", k.alert_audit(alert.id), "*", *entry))
     update = _flat(change_to_fields(change, fields, audit))
     trim = ("MAXLEN", "~", str(maxlen), "*")
