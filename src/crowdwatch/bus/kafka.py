@@ -9,7 +9,9 @@ Topics are created on first use (or up front by `ensure_topics`) with the partit
 `DEFAULT_TOPICS`, not with the broker's auto-create defaults.
 
 Consumer: a member of a Kafka consumer group, auto-commit off, new groups start at the earliest
-offset; `commit` stores, per partition, the offset after the highest message given.
+offset; `commit` stores, per partition, the offset after the highest message given, without
+waiting for the broker (`bus.kafka_commits`: finished synchronously on close, on rewind and when
+the group takes partitions away).
 
 Constructing the bus does no I/O: clients connect on first use, so a broker that is down shows
 up as an exception from `publish`/`consumer`, not from here.
@@ -26,13 +28,13 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
-from kafka.structs import OffsetAndMetadata
 
 from crowdwatch.bus.base import CAMERA_STATUS, CROWD_EVENTS, CROWD_EVENTS_DLQ, Headers, Message
+from crowdwatch.bus.kafka_commits import AsyncCommits
 
 if TYPE_CHECKING:
     from crowdwatch.config.backends import KafkaBusConfig
@@ -325,8 +327,9 @@ class KafkaBus:
             self._check_open()
             self._create([self.spec_for(t) for t in topics if t not in self._created])
         consumer = KafkaConsumer(group_id=group, **self._connection, **self._consumer_options)
-        consumer.subscribe(list(topics))
-        return KafkaBusConsumer(consumer)
+        member = KafkaBusConsumer(consumer)
+        consumer.subscribe(list(topics), listener=_CommitBeforeRevoke(member.commits))
+        return member
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -362,6 +365,7 @@ class KafkaBusConsumer:
 
     def __init__(self, consumer: KafkaConsumer) -> None:
         self._consumer = consumer
+        self.commits = AsyncCommits(consumer)
         self._closed = False
 
     def poll(self, timeout: float, max_messages: int = 500) -> list[Message]:
@@ -382,20 +386,22 @@ class KafkaBusConsumer:
         ]
 
     def commit(self, messages: Sequence[Message]) -> None:
-        """Synchronous commit of the offset after the highest message per partition. Raises
-        kafka's CommitFailedError when the group took the partitions away meanwhile."""
+        """Commit, per partition, the offset after the highest message given. Does not wait
+        for the broker: a commit that fails is logged, and its messages come again."""
         self._check_open()
         latest: dict[TopicPartition, int] = {}
         for m in messages:
             tp = TopicPartition(m.topic, m.partition)
             latest[tp] = max(latest.get(tp, -1), m.offset + 1)
         if latest:
-            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in latest.items()})
+            self.commits.commit(latest)
 
     def seek_to_committed(self) -> None:
         """Every assigned partition back to its committed offset (the beginning when the group
-        never committed there, as auto_offset_reset=earliest would)."""
+        never committed there, as auto_offset_reset=earliest would), once the commits asked
+        for so far are stored."""
         self._check_open()
+        self.commits.finish()
         for tp in self._consumer.assignment():
             committed = self._consumer.committed(tp)
             if committed is None or committed < 0:
@@ -404,10 +410,15 @@ class KafkaBusConsumer:
                 self._consumer.seek(tp, committed)
 
     def close(self) -> None:
-        """Leave the group without committing. Idempotent."""
+        """Finish the commits asked for, then leave the group (without committing anything
+        more). Idempotent."""
         if self._closed:
             return
         self._closed = True
+        try:
+            self.commits.finish()
+        except Exception as exc:  # the messages come again to the next member: nothing lost
+            log.warning("kafka: final commit on close failed (%s); its messages will be delivered again", exc)
         self._consumer.close(autocommit=False)
 
     def __enter__(self) -> KafkaBusConsumer:
@@ -421,3 +432,21 @@ class KafkaBusConsumer:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("consumer is closed")
+
+
+class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Called by kafka-python inside `poll` when the group moves partitions: what was processed
+    on them is committed before the next member starts reading them."""
+
+    def __init__(self, commits: AsyncCommits) -> None:
+        self._commits = commits
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        try:
+            self._commits.finish(revoked)
+        except Exception as exc:  # already out of the group: the next member reads them again
+            log.warning("kafka: commit before giving up %d partitions failed (%s)", len(revoked), exc)
+        self._commits.forget(revoked)
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
