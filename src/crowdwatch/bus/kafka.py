@@ -401,7 +401,10 @@ class KafkaBusConsumer:
         never committed there, as auto_offset_reset=earliest would), once the commits asked
         for so far are stored."""
         self._check_open()
-        self.commits.finish()
+        try:
+            self.commits.finish()
+        except Exception as exc:  # then the broker's older offsets: more comes again, nothing lost
+            log.warning("kafka: commit before rewinding failed (%s)", exc)
         for tp in self._consumer.assignment():
             committed = self._consumer.committed(tp)
             if committed is None or committed < 0:
