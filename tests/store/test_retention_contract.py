@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from crowdwatch.core.alerts import Action
-from crowdwatch.core.types import AlertState
+from crowdwatch.core.types import AlertState, EventType
 from crowdwatch.store.base import AlertStore
 
 from .conftest import RETENTION_S
@@ -14,6 +14,7 @@ from .events import T0, Decide, crowd_event
 
 GATE = "cam-1:gate:1700000000000"
 PLAZA = "cam-2:plaza:1700000000000"
+UPDATED = EventType.GATHERING_UPDATED
 
 
 def _two_alerts(store: AlertStore, now: float) -> None:
@@ -74,3 +75,21 @@ def test_without_retention_purge_keeps_everything(store: AlertStore) -> None:
     assert store.purge(time.time() + 10 * RETENTION_S) == 0
     assert store.get(GATE) is not None
     assert store.audit() == audit
+
+
+def test_an_episode_that_goes_on_keeps_its_resolved_alert(retention_store: AlertStore) -> None:
+    """Retention counts from the last change: a resolved alert whose gathering still sends
+    events is not purged (the next event would bring it back as a new alert)."""
+    store = retention_store
+    store.apply_event(crowd_event(), Decide(), T0)
+    store.act(GATE, Action.RESOLVE, "op-anna", T0 + 1)
+    late = T0 + 1 + RETENTION_S / 2
+    change = store.apply_event(crowd_event(UPDATED, seq=1, count=70.0), Decide(), late)
+    assert change is not None
+    assert change.alert.state is AlertState.RESOLVED  # an event does not reopen it
+    assert store.purge(T0 + 1 + RETENTION_S) == 0
+    kept = store.get(GATE)
+    assert kept is not None
+    assert kept.count == 70.0
+    assert store.purge(late + RETENTION_S) == 1
+    assert store.get(GATE) is None

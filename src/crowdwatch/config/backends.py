@@ -96,8 +96,9 @@ class MemoryStoreConfig(StrictModel):
     resolved_retention_s: float | None = Field(
         None,
         gt=0,
-        description="How long a resolved alert is kept after it was resolved (with its audit "
-        "entries; the all-alerts audit keeps that long too). Checked once a minute. null keeps "
+        description="How long a resolved alert is kept after it was resolved, or after the last "
+        "event folded into it when its episode went on (with its audit entries; the all-alerts "
+        "audit keeps that long too). Checked once a minute. null keeps "
         "everything for the life of the process.",
     )
     event_dedupe_ttl_s: int = Field(
@@ -139,7 +140,8 @@ class RedisStoreConfig(StrictModel):
     resolved_retention_s: float | None = Field(
         None,
         gt=0,
-        description="How long a resolved alert stays in Redis after it was resolved: then its "
+        description="How long a resolved alert stays in Redis after it was resolved (or after "
+        "the last event folded into it, when its episode went on): then its "
         "record, index entries and own audit stream are removed, and the all-alerts audit stream "
         "loses entries older than that (by Redis's clock). Checked by the alerting role once a "
         "minute. null keeps everything forever (Redis memory then grows with every alert); "

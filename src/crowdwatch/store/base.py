@@ -113,8 +113,10 @@ class AlertStore(Protocol):
         ...
 
     def purge(self, now: float) -> int:
-        """Retention: remove every alert resolved at least `resolved_retention_s` (the store's
-        setting) before `now` (its record, index entries and own audit entries), and the
+        """Retention: remove every resolved alert whose last change (its resolution, or a later
+        event of its episode) is at least `resolved_retention_s` (the store's setting) before
+        `now` (its record, index entries and own audit entries; an episode that is still going
+        keeps its alert, which would otherwise come back as a new one), and the
         all-alerts audit entries older than that. Returns how many alerts went; 0 when the store
         keeps everything (no retention set). Redis dates the all-alerts audit stream by its own
         clock (stream ids), so `now` must be wall-clock time there."""

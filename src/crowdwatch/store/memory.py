@@ -158,8 +158,7 @@ class MemoryAlertStore:
 
     def _commit(self, change: AlertChange) -> None:
         alert = change.alert
-        before = self._alerts.get(alert.id)
-        if alert.state is AlertState.RESOLVED and (before is None or before.state is not AlertState.RESOLVED):
+        if alert.state is AlertState.RESOLVED:  # retention counts from the last change
             self._resolved_at[alert.id] = alert.updated_at
         self._alerts[alert.id] = alert
         if change.in_all_alerts_audit:

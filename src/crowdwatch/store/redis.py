@@ -17,7 +17,7 @@ Keys, under a configurable prefix `P` (default `cw`):
     P:center:{c}:all        zset    alerts now at center c, score created_at
     P:center:{c}:open       zset    open alerts now at center c, score created_at
     P:escalations           zset    alerts waiting for an acknowledgement, score escalate_at
-    P:resolved              zset    resolved alerts, score the time resolved (for `purge`)
+    P:resolved              zset    resolved alerts, score their last change (for `purge`)
     P:event:{id}            string  event id applied (dedupe), expires after event_dedupe_ttl_s
     P:audit                 stream  the all-alerts audit: openings, operator actions, escalations
                                     (`AlertChange.in_all_alerts_audit`), in commit order (trimmed

@@ -78,8 +78,10 @@ def alert_commands(
         else:
             out.append(("ZREM", k.open, alert_id))
             out.append(("ZREM", k.center_open(after.center_id), alert_id))
-    if after.state is AlertState.RESOLVED and (before is None or before.state is not AlertState.RESOLVED):
-        out.append(("ZADD", k.resolved, repr(after.updated_at), alert_id))  # for retention (purge)
+    if after.state is AlertState.RESOLVED:
+        # For retention (purge), which counts from the last change: an episode still sending
+        # events keeps its resolved alert, which would otherwise come back as a new one.
+        out.append(("ZADD", k.resolved, repr(after.updated_at), alert_id))
     deadline = escalation_deadline(after)
     if before is None or deadline != escalation_deadline(before):
         if deadline is None:
