@@ -37,6 +37,10 @@ ALERT_FORMAT: Final = "1"
 OPTIONAL_FIELDS: Final = ("assigned_unit", "density_per_m2", "escalate_at")
 _METHODS: Final[frozenset[str]] = frozenset(get_args(CountMethod))
 _KINDS: Final[frozenset[str]] = frozenset(get_args(ChangeKind))
+# Enum values looked up in plain dicts: an enum member's `.value` is a descriptor call, and
+# every stored change writes several (records are written for every event).
+_STATE_TEXT: Final = {s: s.value for s in AlertState}
+_SEVERITY_TEXT: Final = {s: s.label for s in Severity}
 
 
 class RecordError(ValueError):
@@ -55,8 +59,8 @@ def alert_to_fields(alert: Alert) -> dict[str, str]:
         "center_id": alert.center_id,
         "origin_center_id": alert.origin_center_id,
         "route_reason": alert.route_reason,
-        "state": alert.state.value,
-        "severity": alert.severity.label,
+        "state": _STATE_TEXT[alert.state],
+        "severity": _SEVERITY_TEXT[alert.severity],
         "count": repr(alert.count),
         "peak": repr(alert.peak),
         "method": alert.method,
@@ -125,14 +129,14 @@ def audit_to_fields(entry: AuditEntry) -> dict[str, str]:
         "actor": entry.actor,
         "action": entry.action,
         "ts": repr(entry.ts),
-        "to_state": entry.to_state.value,
+        "to_state": _STATE_TEXT[entry.to_state],
         "note": entry.note,
         "center_id": entry.center_id,
         # A list of pairs, not an object: keeps the tuple's order exactly.
         "extra": _dumps([list(pair) for pair in entry.extra]),
     }
     if entry.from_state is not None:
-        fields["from_state"] = entry.from_state.value
+        fields["from_state"] = _STATE_TEXT[entry.from_state]
     return fields
 
 
