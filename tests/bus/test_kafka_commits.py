@@ -30,7 +30,8 @@ class ScriptedConsumer:
     def commit_async(self, offsets: dict[TopicPartition, OffsetAndMetadata], callback: Reply) -> None:
         self.in_flight.append((offsets, callback))
 
-    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], timeout_ms: int) -> None:
+        assert timeout_ms > 0  # a finish must not wait forever on a dead broker
         if self.fail_sync:
             raise CommitFailedError("the group rebalanced")
         self.sync.append({tp: m.offset for tp, m in offsets.items()})

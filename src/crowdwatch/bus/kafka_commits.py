@@ -20,6 +20,10 @@ from kafka.structs import OffsetAndMetadata
 
 log = logging.getLogger(__name__)
 
+# A synchronous finish gives up after this long (KafkaTimeoutError): closing with the broker
+# down must not hang; what was not committed is delivered again.
+FINISH_TIMEOUT_MS = 5_000
+
 
 class AsyncCommits:
     """The commits of one consumer; `commit` and `finish` from its polling thread (the reply
@@ -38,7 +42,8 @@ class AsyncCommits:
 
     def finish(self, partitions: Collection[TopicPartition] | None = None) -> None:
         """Commit synchronously what is not confirmed yet (of `partitions`; None: all). Raises
-        what the commit raises (CommitFailedError once the group took the partitions away)."""
+        what the commit raises (CommitFailedError once the group took the partitions away,
+        KafkaTimeoutError after FINISH_TIMEOUT_MS)."""
         with self._lock:
             pending = {
                 tp: offset
@@ -47,7 +52,7 @@ class AsyncCommits:
             }
         if not pending:
             return
-        self._consumer.commit(_metadata(pending))
+        self._consumer.commit(_metadata(pending), timeout_ms=FINISH_TIMEOUT_MS)
         self._confirm(pending)
 
     def forget(self, partitions: Collection[TopicPartition]) -> None:
