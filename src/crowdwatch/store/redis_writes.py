@@ -107,11 +107,11 @@ def append_commands(
         out.append(("XADD", k.alert_audit(alert.id), "*", *entry))
     update = _flat(change_to_fields(change, fields, audit))
     trim = ("MAXLEN", "~", str(maxlen), "*")
+    centers: tuple[str, ...] = (alert.center_id,)
     if before is not None and before.center_id != alert.center_id:  # escalated: both centers hear
-        for center in sorted((before.center_id, alert.center_id)):
-            out.append(("XADD", k.center_stream(center), *trim, *update))
-    else:
-        out.append(("XADD", k.center_stream(alert.center_id), *trim, *update))
+        centers = tuple(sorted((before.center_id, alert.center_id)))
+    for center in centers:
+        out.append(("XADD", k.center_stream(center), *trim, *update))
     out.append(("XADD", k.changes, *trim, *update))
     return out
 
