@@ -111,3 +111,13 @@ def test_a_failed_finish_raises_and_keeps_the_offsets() -> None:
     consumer.fail_sync = False
     commits.finish()
     assert consumer.sync == [{A: 9}]
+
+
+def test_settle_logs_a_failed_finish_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
+    consumer = ScriptedConsumer(fail_sync=True)
+    commits = commits_on(consumer)
+    commits.commit({A: 9})
+    with caplog.at_level(logging.WARNING, logger="crowdwatch.bus.kafka_commits"):
+        commits.settle(before="closing")
+    assert "committing before closing failed" in caplog.text
+    assert consumer.sync == []

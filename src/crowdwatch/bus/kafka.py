@@ -401,10 +401,7 @@ class KafkaBusConsumer:
         never committed there, as auto_offset_reset=earliest would), once the commits asked
         for so far are stored."""
         self._check_open()
-        try:
-            self.commits.finish()
-        except Exception as exc:  # then the broker's older offsets: more comes again, nothing lost
-            log.warning("kafka: commit before rewinding failed (%s)", exc)
+        self.commits.settle(before="rewinding")  # if it fails, the broker's older offsets
         for tp in self._consumer.assignment():
             committed = self._consumer.committed(tp)
             if committed is None or committed < 0:
@@ -418,10 +415,7 @@ class KafkaBusConsumer:
         if self._closed:
             return
         self._closed = True
-        try:
-            self.commits.finish()
-        except Exception as exc:  # the messages come again to the next member: nothing lost
-            log.warning("kafka: final commit on close failed (%s); its messages will be delivered again", exc)
+        self.commits.settle(before="closing")
         self._consumer.close(autocommit=False)
 
     def __enter__(self) -> KafkaBusConsumer:
@@ -445,10 +439,7 @@ class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self._commits = commits
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        try:
-            self._commits.finish(revoked)
-        except Exception as exc:  # already out of the group: the next member reads them again
-            log.warning("kafka: commit before giving up %d partitions failed (%s)", len(revoked), exc)
+        self._commits.settle(revoked, before=f"giving up {len(revoked)} partitions")
         self._commits.forget(revoked)
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:

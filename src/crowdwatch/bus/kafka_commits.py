@@ -55,6 +55,17 @@ class AsyncCommits:
         self._consumer.commit(_metadata(pending), timeout_ms=FINISH_TIMEOUT_MS)
         self._confirm(pending)
 
+    def settle(self, partitions: Collection[TopicPartition] | None = None, *, before: str) -> None:
+        """`finish`, logging a failure instead of raising: for the moments (`before` closing,
+        rewinding, giving partitions up) where nothing better can be done, and nothing is lost:
+        what was not committed is delivered again."""
+        try:
+            self.finish(partitions)
+        except Exception as exc:
+            log.warning(
+                "kafka: committing before %s failed (%s); those messages will be delivered again", before, exc
+            )
+
     def forget(self, partitions: Collection[TopicPartition]) -> None:
         """Drop what is pending for `partitions` (lost to another member: not ours to commit)."""
         with self._lock:
