@@ -70,7 +70,7 @@ from crowdwatch.config.backends import RedisStoreConfig
 from crowdwatch.core import codec
 from crowdwatch.core.routing import CenterDirectory, CenterInfo, Router
 from crowdwatch.core.types import CameraStatusEvent, CrowdEvent, EventType, GeoPoint, Severity
-from crowdwatch.store.base import AlertChange, AlertStore, BatchApplyError, RouteFn
+from crowdwatch.store.base import AlertChange, AlertStore, BatchApplyError, PendingEvents, RouteFn
 from crowdwatch.store.memory import MemoryAlertStore
 from crowdwatch.store.redis import RedisAlertStore
 
@@ -220,7 +220,9 @@ class Timing:
     """Filled by the wrappers below. Counters are reset when the measured window starts."""
 
     recording: bool = False
-    polled_at: float = 0.0  # wall time when the last poll returned
+    # Wall time of each poll whose messages are not committed yet, oldest first: the service
+    # stores the oldest while it fetches the next (so at most two), and commits it when done.
+    polled_at: collections.deque[float] = field(default_factory=collections.deque)
     poll_s: float = 0.0
     commit_s: float = 0.0
     store_s: float = 0.0
@@ -235,13 +237,15 @@ class Timing:
         self.since_poll.clear()
         self.since_event.clear()
 
-    def record(self, started: float, event_times: Sequence[float]) -> None:
-        """Results for events of these times are in the store now (one store call, `started`)."""
-        self.store_s += time.perf_counter() - started
+    def record(self, started: float, event_times: Sequence[float], waited_s: float = 0.0) -> None:
+        """Results for events of these times are in the store now (one store call, `started`,
+        of which `waited_s` went to other work: the service's fetch of its next batch)."""
+        self.store_s += time.perf_counter() - started - waited_s
         self.stored += len(event_times)
         if self.recording:
             now = time.time()
-            self.since_poll.extend(now - self.polled_at for _ in event_times)
+            polled_at = self.polled_at[0] if self.polled_at else now
+            self.since_poll.extend(now - polled_at for _ in event_times)
             self.since_event.extend(now - ts for ts in event_times)
 
 
@@ -254,16 +258,20 @@ class TimedConsumer:
         started = time.perf_counter()
         batch = self._inner.poll(timeout, max_messages)
         self._t.poll_s += time.perf_counter() - started
-        self._t.polled_at = time.time()
+        if batch:
+            self._t.polled_at.append(time.time())
         return batch
 
     def commit(self, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
         self._inner.commit(messages)
         self._t.commit_s += time.perf_counter() - started
+        if self._t.polled_at:
+            self._t.polled_at.popleft()
 
     def seek_to_committed(self) -> None:
         self._inner.seek_to_committed()
+        self._t.polled_at.clear()  # whatever was fetched comes again
 
     def close(self) -> None:
         self._inner.close()
@@ -321,6 +329,26 @@ class TimedStore:
         self._t.record(started, [e.ts for e in events])
         self._t.changes += sum(1 for c in changes if c is not None)
         return changes
+
+    def submit_events(self, events: Sequence[CrowdEvent], decide: RouteFn, now: float) -> PendingEvents:
+        started = time.perf_counter()
+        pending = self.inner.submit_events(events, decide, now)
+        submitted = time.perf_counter()
+        timing = self._t
+
+        class Timed:
+            def result(self) -> list[AlertChange | None]:
+                waited = time.perf_counter() - submitted
+                try:
+                    changes = pending.result()
+                except BatchApplyError as exc:
+                    timing.record(started, [e.ts for e in events[: len(exc.applied)]], waited)
+                    raise
+                timing.record(started, [e.ts for e in events], waited)
+                timing.changes += sum(1 for c in changes if c is not None)
+                return changes
+
+        return Timed()
 
     def record_camera_status(self, event: CameraStatusEvent) -> bool:
         started = time.perf_counter()

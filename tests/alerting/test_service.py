@@ -7,19 +7,20 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from crowdwatch.alerting.metrics import AlertingMetrics
 from crowdwatch.alerting.service import DEFAULT_GROUP, AlertingService
-from crowdwatch.bus.base import CAMERA_STATUS, CROWD_EVENTS, CROWD_EVENTS_DLQ, Message
+from crowdwatch.bus.base import CAMERA_STATUS, CROWD_EVENTS, CROWD_EVENTS_DLQ, Consumer, Message
 from crowdwatch.bus.memory import MemoryBus
 from crowdwatch.core import codec
 from crowdwatch.core.alerts import Action, AlertChange
 from crowdwatch.core.routing import CenterDirectory, CenterInfo, Router
 from crowdwatch.core.types import AlertState, CameraStatusEvent, CrowdEvent, EventType
-from crowdwatch.store.base import RouteFn, StoreUpdate, apply_each
+from crowdwatch.store.base import PendingEvents, RouteFn, StoreUpdate, apply_each
 from crowdwatch.store.memory import MemoryAlertStore
 
 from .builders import (
@@ -431,3 +432,104 @@ def test_a_failing_purge_is_reported_and_escalation_goes_on() -> None:
     changes = rig.service.tick()
     assert [c.kind for c in changes] == ["escalated"]
     assert [str(exc) for exc, _ in rig.errors] == ["redis went away"]
+
+
+class Recording(MemoryAlertStore):
+    """Logs when batches are submitted and their results taken, into `log`."""
+
+    def __init__(self, log: list[str], failures: int = 0) -> None:
+        super().__init__()
+        self.log = log
+        self.failures = failures
+
+    def submit_events(self, events: Sequence[CrowdEvent], decide: RouteFn, now: float) -> PendingEvents:
+        self.log.append(f"submit {[e.seq for e in events]}")
+        log, fail = self.log, self.failures > 0
+        self.failures -= fail
+        done = None if fail else self.apply_events(events, decide, now)
+
+        class Pending:
+            def result(self) -> list[AlertChange | None]:
+                log.append("result")
+                if done is None:
+                    raise ConnectionError("store unreachable")  # nothing was stored
+                return done
+
+        return Pending()
+
+
+def recording_rig(log: list[str], failures: int = 0) -> Rig:
+    rig = make_rig(store=Recording(log, failures))
+    rig.service = AlertingService(
+        rig.bus,
+        rig.store,
+        world_router(),
+        rig.clock,
+        on_error=lambda exc, msg: rig.errors.append((exc, msg)),
+        batch_size=2,
+    )
+    real_consumer = rig.bus.consumer
+
+    def consumer(topics: Sequence[str], group: str) -> Consumer:
+        inner = real_consumer(topics, group)
+
+        class Logged:
+            def poll(self, timeout: float, max_messages: int = 500) -> list[Message]:
+                got = inner.poll(timeout, max_messages)
+                log.append(f"poll {len(got)}")
+                return got
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(inner, name)
+
+        return cast(Consumer, Logged())
+
+    rig.bus.consumer = consumer  # type: ignore[method-assign,assignment]
+    return rig
+
+
+def test_the_next_batch_is_fetched_while_the_store_works() -> None:
+    log: list[str] = []
+    rig = recording_rig(log)
+    for seq in range(5):
+        rig.publish(crowd_event(UPDATED if seq else STARTED, seq=seq))
+    assert [rig.service.run_once(0.0) for _ in range(3)] == [2, 2, 1]
+    assert log == [
+        "poll 2",
+        "submit [0, 1]",
+        "poll 2",  # between submit and result: while the store works
+        "result",
+        "submit [2, 3]",
+        "poll 1",
+        "result",
+        "submit [4]",  # not a full batch: no backlog to fetch from
+        "result",
+    ]
+    assert rig.bus.committed(DEFAULT_GROUP, CROWD_EVENTS) == 5
+    alert = rig.store.get(ALERT_ID)
+    assert alert is not None
+    assert alert.last_event_seq == 4
+
+
+def test_a_failed_batch_drops_the_batch_fetched_meanwhile() -> None:
+    log: list[str] = []
+    rig = recording_rig(log, failures=1)
+    for seq in range(4):
+        rig.publish(crowd_event(UPDATED if seq else STARTED, seq=seq))
+    assert rig.service.run_once(0.0) == 0
+    assert rig.bus.committed(DEFAULT_GROUP, CROWD_EVENTS) is None
+    assert [str(exc) for exc, _ in rig.errors] == ["store unreachable"]
+    # The rewind delivers the failed batch again, then the one fetched meanwhile, once each.
+    assert rig.process(4) == 4
+    assert log[:4] == ["poll 2", "submit [0, 1]", "poll 2", "result"]
+    assert log[4:7] == ["poll 2", "submit [0, 1]", "poll 2"]
+    assert [line for line in log if line.startswith("submit")] == [
+        "submit [0, 1]",
+        "submit [0, 1]",
+        "submit [2, 3]",
+    ]
+    assert rig.bus.committed(DEFAULT_GROUP, CROWD_EVENTS) == 4
+    assert len(rig.store.audit(ALERT_ID)) == 4  # created, then three updates: none twice
+    alert = rig.store.get(ALERT_ID)
+    assert alert is not None
+    assert alert.last_event_seq == 3

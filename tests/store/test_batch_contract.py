@@ -122,3 +122,32 @@ def test_listeners_see_a_batch_in_order(store: AlertStore) -> None:
     changes = [c for c in store.apply_events(MIXED, Decide(), T0) if c is not None]
     wait_until(lambda: len(seen) == len(changes), "every change of the batch")
     assert seen == changes
+
+
+def test_a_submitted_batch_ends_as_apply_events_does(store_factory: Callable[[], AlertStore]) -> None:
+    submitted, applied = store_factory(), store_factory()
+    pending = submitted.submit_events(MIXED, Decide(), T0 + 1)
+    # The store goes on without result(), and serves other calls meanwhile (on Redis over
+    # another connection): what result() adds is the confirmation.
+    wait_until(lambda: submitted.get(EXIT) is not None, "the submitted batch stored")
+    got = pending.result()
+    assert got == applied.apply_events(MIXED, Decide(), T0 + 1)
+    assert submitted.list_alerts(open_only=False) == applied.list_alerts(open_only=False)
+    assert submitted.audit() == applied.audit()
+    assert submitted.audit(GATE) == applied.audit(GATE)
+    assert submitted.submit_events(MIXED, Decide(), T0 + 2).result() == [None] * len(MIXED)
+    assert submitted.submit_events([], Decide(), T0 + 2).result() == []
+
+
+def test_a_submitted_batch_reports_its_failure_in_result(store: AlertStore) -> None:
+    def no_exit(event: CrowdEvent) -> RouteDecision:
+        if event.zone_id == "exit":
+            raise RuntimeError("geo index down")
+        return RouteDecision("c1", "inside:community", 120.0)
+
+    pending = store.submit_events([crowd_event(), crowd_event(zone_id="exit")], no_exit, T0)
+    with pytest.raises(BatchApplyError) as failed:
+        pending.result()
+    assert _kinds(failed.value.applied) == ["created"]
+    assert store.get(EXIT) is None
+    assert store.get(GATE) is not None

@@ -95,22 +95,29 @@ def test_a_conflicting_writer_makes_the_batch_start_again(
 
 
 def test_a_batch_that_keeps_conflicting_goes_event_by_event(
-    stores: Callable[[], RedisAlertStore], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    stores: Callable[[], RedisAlertStore],
+    client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     store, reference = stores(), stores()
-    refused: list[int] = []
-    real = redis_wire.execute
+    conflicts: list[int] = []
+    real = redis_wire.send_transaction
+    first_alert = store.keys.alert(MIXED[0].episode_key)
 
-    def conflicting(conn: Connection, writes: Sequence[Any]) -> bool:
-        if len(refused) < BATCH_ATTEMPTS:
-            refused.append(len(writes))
-            return False  # as if a watched key changed every time
-        return real(conn, writes)
+    def conflicting(conn: Connection, writes: Sequence[Any]) -> None:
+        if len(conflicts) < BATCH_ATTEMPTS:
+            # Another writer touches a watched alert between the read and EXEC: a real
+            # conflict (created and removed again, so what the batch reads stays the same).
+            conflicts.append(len(writes))
+            client.set(first_alert, "another writer")
+            client.delete(first_alert)
+        real(conn, writes)
 
-    monkeypatch.setattr(redis_wire, "execute", conflicting)
+    monkeypatch.setattr(redis_wire, "send_transaction", conflicting)
     with caplog.at_level(logging.INFO):
         results = store.apply_events(MIXED, Decide(), T0)
-    assert len(refused) == BATCH_ATTEMPTS
+    assert len(conflicts) == BATCH_ATTEMPTS
     assert "one by one" in caplog.text
     assert results == reference.apply_events(MIXED, Decide(), T0)
     assert store.audit() == reference.audit()

@@ -70,26 +70,39 @@ class AlertingService:
         self._purge_every_s = purge_every_s
         self._next_purge: float | None = None  # the first tick purges
         self._consumer: Consumer | None = None
+        self._prefetched: _Batch | None = None  # fetched while the store worked on the last batch
 
     def run_once(self, timeout: float) -> int:
         """Poll once (waiting up to `timeout` s) and process what came. Returns how many
         messages were finished and committed (stored or dead-lettered).
 
         The poll is one batch: every message is decoded first, the crowd events are stored in
-        one `apply_events` call, then camera statuses and dead letters follow, up to the first
-        failure; one commit covers the finished prefix."""
+        one store transaction, then camera statuses and dead letters follow, up to the first
+        failure; one commit covers the finished prefix. When the batch is full (a backlog), the
+        next one is fetched and decoded while the store runs this one's transaction (without
+        waiting for more messages), to be processed by the next call; a failure drops it, since
+        the rewind delivers it again."""
         consumer = self._get_consumer()
-        messages = consumer.poll(timeout, self._batch_size)
-        if not messages:
+        batch, self._prefetched = self._prefetched or self._fetch(consumer, timeout), None
+        if batch is None:
             return 0
-        decoded = [_decode(m) for m in messages]
+        messages, decoded = batch
         crowd_at = [i for i, d in enumerate(decoded) if isinstance(d, CrowdEvent)]
         crowd = [cast(CrowdEvent, decoded[i]) for i in crowd_at]
         failed_at, failure = len(messages), None
+        fetch_error: Exception | None = None
         changes: list[AlertChange | None] = []
         if crowd:
+            pending = self._store.submit_events(crowd, self.route, self._clock())
+            # A full batch means a backlog; otherwise the next messages are not there yet, and
+            # a fetch would only delay this batch's commit.
+            if len(messages) >= self._batch_size:
+                try:
+                    self._prefetched = self._fetch(consumer, 0.0)
+                except Exception as exc:  # the bus's own failure: raised once this batch is done
+                    fetch_error = exc
             try:
-                changes = self._store.apply_events(crowd, self.route, self._clock())
+                changes = pending.result()
             except BatchApplyError as exc:
                 changes, failure = exc.applied, exc.cause
                 failed_at = crowd_at[len(changes)]
@@ -111,11 +124,15 @@ class AlertingService:
         self._commit(consumer, messages[:failed_at], dead_lettered)
         self._count(decoded[:failed_at], crowd, changes)
         if failure is not None:
-            # The finished prefix is committed; rewind so the failed message comes again.
+            # The finished prefix is committed; rewind so the failed message (and whatever was
+            # fetched after it) comes again.
+            self._prefetched = None
             consumer.seek_to_committed()
             if self._metrics:
                 self._metrics.processing_errors.inc()
             self._report(failure, messages[failed_at])
+        if fetch_error is not None:
+            raise fetch_error
         return failed_at
 
     def tick(self, now: float | None = None) -> list[AlertChange]:
@@ -156,6 +173,7 @@ class AlertingService:
             self.tick()
 
     def close(self) -> None:
+        self._prefetched = None  # not committed: delivered again to whoever consumes next
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
@@ -164,6 +182,10 @@ class AlertingService:
         return self._router.route(event.camera_id, event.location)
 
     # --- per batch ------------------------------------------------------------------------
+
+    def _fetch(self, consumer: Consumer, timeout: float) -> _Batch | None:
+        messages = consumer.poll(timeout, self._batch_size)
+        return (messages, [_decode(m) for m in messages]) if messages else None
 
     def _count(
         self,
@@ -229,6 +251,9 @@ class _Rejected:
 
     error: Exception
     reason: str
+
+
+_Batch = tuple[list[Message], list[CrowdEvent | CameraStatusEvent | _Rejected]]
 
 
 def _decode(message: Message) -> CrowdEvent | CameraStatusEvent | _Rejected:

@@ -393,6 +393,15 @@ class KafkaBusConsumer:
         for m in messages:
             tp = TopicPartition(m.topic, m.partition)
             latest[tp] = max(latest.get(tp, -1), m.offset + 1)
+        # A rebalance in a poll since these messages came (the alerting service fetches its
+        # next batch while storing one) may have moved a partition to another member, who
+        # starts it from the last commit. The broker would take our commit all the same and
+        # could overwrite the new owner's: those messages are left to it instead.
+        owned = self._consumer.assignment()
+        if gone := [tp for tp in latest if tp not in owned]:
+            log.info("not committing %s: no longer assigned to this member", gone)
+            for tp in gone:
+                del latest[tp]
         if latest:
             self.commits.commit(latest)
 

@@ -5,6 +5,7 @@ alerting workers can share one store."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from crowdwatch.core.alerts import Action, AlertChange, ChangeKind, InvalidTransition
@@ -20,8 +21,10 @@ __all__ = [
     "ChangeKind",
     "InvalidTransition",
     "Listener",
+    "PendingEvents",
     "RouteFn",
     "StoreUpdate",
+    "applied_now",
     "apply_each",
 ]
 
@@ -51,6 +54,15 @@ class BatchApplyError(Exception):
         self.cause = cause
 
 
+class PendingEvents(Protocol):
+    """A batch handed to `AlertStore.submit_events`."""
+
+    def result(self) -> list[AlertChange | None]:
+        """Wait until the batch is stored; what `apply_events` returns or raises. Call it exactly
+        once: it releases what the batch holds (a Redis connection)."""
+        ...
+
+
 class AlertStore(Protocol):
     def apply_event(self, event: CrowdEvent, decide: RouteFn, now: float) -> AlertChange | None:
         """Create the episode's alert (routing it with `decide`, called only then) or fold the
@@ -65,6 +77,13 @@ class AlertStore(Protocol):
         the batch, or older than one before it, changes nothing the second time), in as few
         round trips as the store can. When one fails, raises BatchApplyError: what came before
         it is stored, it and the rest are not, so the caller can retry from there."""
+        ...
+
+    def submit_events(self, events: Sequence[CrowdEvent], decide: RouteFn, now: float) -> PendingEvents:
+        """`apply_events` in two halves: start storing the batch, and return before the store
+        has confirmed it, so the caller can work meanwhile (the alerting service fetches its
+        next batch while Redis runs this one's transaction). Nothing may be taken as stored
+        until `result()` returns. A store with nothing to overlap does it all here."""
         ...
 
     def act(
@@ -130,6 +149,31 @@ class AlertStore(Protocol):
     def close(self) -> None:
         """Release connections and background threads. Idempotent."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    results: list[AlertChange | None]
+    error: Exception | None
+
+    def result(self) -> list[AlertChange | None]:
+        if self.error is not None:
+            raise self.error
+        return self.results
+
+
+def applied_now(
+    apply_events: Callable[[Sequence[CrowdEvent], RouteFn, float], list[AlertChange | None]],
+    events: Sequence[CrowdEvent],
+    decide: RouteFn,
+    now: float,
+) -> PendingEvents:
+    """`submit_events` for a store that finishes at once: `apply_events` now, its result (or
+    its error) handed over by `result()`."""
+    try:
+        return _Done(apply_events(events, decide, now), None)
+    except Exception as exc:
+        return _Done([], exc)
 
 
 def apply_each(

@@ -10,7 +10,15 @@ from collections.abc import Callable, Iterable, Sequence
 from crowdwatch.core import alerts as lifecycle
 from crowdwatch.core.alerts import Action, AlertChange
 from crowdwatch.core.types import Alert, AlertState, AuditEntry, CameraStatusEvent, CrowdEvent
-from crowdwatch.store.base import AlertNotFoundError, BatchApplyError, Listener, RouteFn, StoreUpdate
+from crowdwatch.store.base import (
+    AlertNotFoundError,
+    BatchApplyError,
+    Listener,
+    PendingEvents,
+    RouteFn,
+    StoreUpdate,
+    applied_now,
+)
 from crowdwatch.store.batch import BatchPlan, plan_batch
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,9 @@ class MemoryAlertStore:
         if plan.failure is not None:
             raise BatchApplyError(plan.results, plan.failure) from plan.failure
         return plan.results
+
+    def submit_events(self, events: Sequence[CrowdEvent], decide: RouteFn, now: float) -> PendingEvents:
+        return applied_now(self.apply_events, events, decide, now)
 
     def act(
         self,

@@ -44,6 +44,7 @@ from typing import Any, Final, Self, TypeVar
 
 import redis
 from redis.client import Pipeline
+from redis.connection import Connection
 from redis.exceptions import RedisError, WatchError
 
 from crowdwatch.config.backends import RedisStoreConfig
@@ -57,11 +58,12 @@ from crowdwatch.store.base import (
     AlertNotFoundError,
     BatchApplyError,
     Listener,
+    PendingEvents,
     RouteFn,
     StoreUpdate,
     apply_each,
 )
-from crowdwatch.store.batch import plan_batch
+from crowdwatch.store.batch import BatchPlan, plan_batch
 from crowdwatch.store.records import (
     RecordError,
     alert_from_fields,
@@ -186,23 +188,12 @@ class RedisAlertStore:
         """One optimistic transaction for the whole batch: WATCH its alerts, read them and the
         events' dedupe marks in one round trip, plan with `store.batch`, write everything in one
         MULTI/EXEC. After BATCH_ATTEMPTS conflicts, event by event (each with its own retries)."""
-        if not events:
-            return []
-        decide = _routed_once(decide)  # kept across attempts: routed once per new alert
-        try:
-            results, failure = self._apply_batch(events, decide, now, BATCH_ATTEMPTS)
-        except StoreConflictError:
-            log.info(
-                "alert store: a batch of %d events kept conflicting; applying them one by one", len(events)
-            )
-            return apply_each(self.apply_event, events, decide, now)
-        except Exception as exc:
-            # Redis failed before or during EXEC: nothing is stored (or, with the reply lost,
-            # all of it is, and the redelivered events are deduplicated).
-            raise BatchApplyError([], exc) from exc
-        if failure is not None:
-            raise BatchApplyError(results, failure) from failure
-        return results
+        return self.submit_events(events, decide, now).result()
+
+    def submit_events(self, events: Sequence[CrowdEvent], decide: RouteFn, now: float) -> PendingEvents:
+        """`apply_events` up to sending its MULTI/EXEC: Redis runs the transaction while the
+        caller works, and `result()` reads its reply (retrying on a conflict)."""
+        return _PendingBatch(self, events, _routed_once(decide), now)  # routed once across attempts
 
     def act(
         self,
@@ -382,30 +373,9 @@ class RedisAlertStore:
         """Plan and write `events` in one transaction, retried up to `attempts` times on
         conflict. Returns the plan's results and its failure (routing failed there: the events
         before it are written, the rest not); raises StoreConflictError after the last try."""
-        k = self._keys
-        event_keys = [k.event(e.id) for e in events]
-        alert_ids = list(dict.fromkeys(e.episode_key for e in events))
-        alert_keys = [k.alert(a) for a in alert_ids]
-        reads: list[wire.Command] = [("MGET", *event_keys), *(("HGETALL", key) for key in alert_keys)]
-        with wire.connection(self._client) as conn:
-            for _ in range(attempts):
-                # Only the alerts are watched: an event that changes an alert is caught by its
-                # alert's key, and one that changes nothing writes only its own dedupe mark
-                # (SET NX, the same whoever wins). Watching the marks as well would cost Redis
-                # dearly: WATCH checks each key against the keys already watched, quadratic in
-                # their number (~19 ms for a batch of 1000 events on Redis 7.0).
-                marks, *rows = wire.watch_and_read(conn, alert_keys, reads)
-                applied = {e.id for e, mark in zip(events, marks, strict=True) if mark is not None}
-                stored = {a: _alert_or_none(_hash_reply(row)) for a, row in zip(alert_ids, rows, strict=True)}
-                plan = plan_batch(events, applied, stored, decide, now)
-                if not plan.applied:
-                    wire.unwatch(conn)
-                    return plan.results, plan.failure
-                if wire.execute(conn, batch_commands(k, plan, self._dedupe_ttl_s, self._maxlen)):
-                    return plan.results, plan.failure
-        raise StoreConflictError(
-            f"gave up after {attempts} conflicting writes to a batch of {len(events)} events"
-        )
+        transaction = _EventsTransaction(self, events, decide, now, attempts)
+        transaction.start()
+        return transaction.finish()
 
     def _transact(self, watch: list[str], step: Callable[[Pipeline], tuple[_T, _Writer | None]]) -> _T:
         """Optimistic transaction: WATCH `watch`, run `step` (reads, then decides), then EXEC
@@ -460,6 +430,127 @@ class RedisAlertStore:
 
 
 _Writer = Callable[[Pipeline], None]
+
+
+class _EventsTransaction:
+    """A batch of events as one optimistic transaction, over a pool connection held from
+    `start` to `finish`. `start`: WATCH the batch's alerts, read them and the events' dedupe
+    marks in one round trip, plan (`store.batch`), send MULTI, the writes and EXEC. `finish`:
+    read EXEC's reply; when a watched alert changed meanwhile, read, plan and send again, up to
+    `attempts` tries in all."""
+
+    def __init__(
+        self, store: RedisAlertStore, events: Sequence[CrowdEvent], decide: RouteFn, now: float, attempts: int
+    ) -> None:
+        k = store.keys
+        self._store, self._events, self._decide, self._now = store, events, decide, now
+        self._attempts = attempts
+        self._alert_ids = list(dict.fromkeys(e.episode_key for e in events))
+        self._alert_keys = [k.alert(a) for a in self._alert_ids]
+        self._reads: list[wire.Command] = [
+            ("MGET", *(k.event(e.id) for e in events)),
+            *(("HGETALL", key) for key in self._alert_keys),
+        ]
+        self._pool = store._client.connection_pool
+        self._conn: Connection | None = None
+        self._plan = BatchPlan()
+        self._in_flight = 0  # the writes of the transaction sent and not yet answered
+
+    def start(self) -> None:
+        self._conn = self._pool.get_connection()
+        try:
+            self._send(self._conn)
+        except BaseException:
+            self._release(broken=True)
+            raise
+
+    def finish(self) -> tuple[list[AlertChange | None], Exception | None]:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("finish() without start()")
+        try:
+            tries = 1
+            while self._in_flight and not wire.read_transaction(conn, self._in_flight):
+                if tries == self._attempts:
+                    raise StoreConflictError(
+                        f"gave up after {tries} conflicting writes to a batch of {len(self._events)} events"
+                    )
+                tries += 1
+                self._send(conn)
+        except BaseException:
+            self._release(broken=True)  # replies may be left unread, or a WATCH in place
+            raise
+        self._release(broken=False)
+        return self._plan.results, self._plan.failure
+
+    def _send(self, conn: Connection) -> None:
+        # Only the alerts are watched: an event that changes an alert is caught by its alert's
+        # key, and one that changes nothing writes only its own dedupe mark (SET NX, the same
+        # whoever wins). Watching the marks as well would cost Redis dearly: WATCH checks each
+        # key against the keys already watched, quadratic in their number (~19 ms for a batch
+        # of 1000 events on Redis 7.0).
+        store, events = self._store, self._events
+        marks, *rows = wire.watch_and_read(conn, self._alert_keys, self._reads)
+        applied = {e.id for e, mark in zip(events, marks, strict=True) if mark is not None}
+        stored = {a: _alert_or_none(_hash_reply(row)) for a, row in zip(self._alert_ids, rows, strict=True)}
+        self._plan = plan = plan_batch(events, applied, stored, self._decide, self._now)
+        if not plan.applied:
+            wire.unwatch(conn)
+            self._in_flight = 0
+            return
+        writes = batch_commands(store.keys, plan, store._dedupe_ttl_s, store._maxlen)
+        wire.send_transaction(conn, writes)
+        self._in_flight = len(writes)
+
+    def _release(self, *, broken: bool) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if broken:
+            conn.disconnect()  # type: ignore[no-untyped-call]
+        self._pool.release(conn)
+
+
+class _PendingBatch:
+    """What `submit_events` returns: the batch's transaction, started at once."""
+
+    def __init__(
+        self, store: RedisAlertStore, events: Sequence[CrowdEvent], decide: RouteFn, now: float
+    ) -> None:
+        self._store, self._events, self._decide, self._now = store, events, decide, now
+        self._transaction: _EventsTransaction | None = None
+        self._error: Exception | None = None
+        if not events:
+            return
+        transaction = _EventsTransaction(store, events, decide, now, BATCH_ATTEMPTS)
+        try:
+            transaction.start()
+        except Exception as exc:  # kept for result(), which reports every outcome
+            self._error = exc
+        else:
+            self._transaction = transaction
+
+    def result(self) -> list[AlertChange | None]:
+        if self._error is not None:
+            # Redis failed before EXEC was sent: nothing is stored.
+            raise BatchApplyError([], self._error) from self._error
+        if self._transaction is None:
+            return []
+        try:
+            results, failure = self._transaction.finish()
+        except StoreConflictError:
+            log.info(
+                "alert store: a batch of %d events kept conflicting; applying them one by one",
+                len(self._events),
+            )
+            return apply_each(self._store.apply_event, self._events, self._decide, self._now)
+        except Exception as exc:
+            # Redis failed during EXEC: nothing is stored (or, with the reply lost, all of it
+            # is, and the redelivered events are deduplicated).
+            raise BatchApplyError([], exc) from exc
+        if failure is not None:
+            raise BatchApplyError(results, failure) from failure
+        return results
 
 
 @dataclass(eq=False, slots=True)
