@@ -14,7 +14,8 @@ import redis
 from redis.connection import Connection
 
 from crowdwatch.config.backends import RedisStoreConfig
-from crowdwatch.core.types import EventType
+from crowdwatch.core.alerts import Action
+from crowdwatch.core.types import AlertState, EventType
 from crowdwatch.store import redis_wire
 from crowdwatch.store.base import BatchApplyError
 from crowdwatch.store.redis import BATCH_ATTEMPTS, RedisAlertStore
@@ -75,23 +76,56 @@ def test_a_conflicting_writer_makes_the_batch_start_again(
     stores: Callable[[], RedisAlertStore], client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = stores()
-    store.apply_event(crowd_event(), Decide(), T0)
+    store.apply_event(crowd_event(), Decide(), T0)  # so this store has the alert cached
+    other = RedisAlertStore(client, key_prefix=store.keys.prefix)  # another worker
     reads: list[int] = []
     real = redis_wire.watch_and_read
 
     def read_then_interfere(conn: Connection, watch: Sequence[str], commands: Sequence[Any]) -> list[Any]:
         replies = real(conn, watch, commands)
         reads.append(len(commands))
-        if len(reads) == 1:  # another worker writes the alert between our read and our EXEC
-            client.hset(store.keys.alert(GATE), "peak", "99.0")
+        if len(reads) == 1:  # the other worker changes the alert between our read and our EXEC
+            other.act(GATE, Action.ACKNOWLEDGE, "op-7", T0 + 0.5)
         return replies
 
     monkeypatch.setattr(redis_wire, "watch_and_read", read_then_interfere)
     results = store.apply_events([crowd_event(UPDATED, seq=1, peak=40.0)], Decide(), T0 + 1)
     assert len(reads) == 2  # read again after EXEC was refused
     assert results[0] is not None
-    assert results[0].alert.peak == 99.0  # planned on the other worker's write, not over it
+    # Planned on the other worker's write, not over it (nor on this store's cached copy).
+    assert results[0].alert.state is AlertState.ACKNOWLEDGED
+    assert results[0].alert.peak == 40.0
     assert store.get(GATE) == results[0].alert
+
+
+def test_a_cached_alert_changed_elsewhere_is_read_again(
+    stores: Callable[[], RedisAlertStore], client: redis.Redis
+) -> None:
+    store = stores()
+    other = RedisAlertStore(client, key_prefix=store.keys.prefix)  # another worker
+    store.apply_events([crowd_event()], Decide(), T0)
+    other.apply_events([crowd_event(UPDATED, seq=1, count=50.0, peak=50.0)], Decide(), T0 + 1)
+    other.act(GATE, Action.ACKNOWLEDGE, "op-7", T0 + 2)
+    (change,) = store.apply_events([crowd_event(UPDATED, seq=2, count=45.0, peak=45.0)], Decide(), T0 + 3)
+    assert change is not None
+    assert change.alert.state is AlertState.ACKNOWLEDGED
+    assert change.alert.peak == 50.0  # the other worker's event is kept
+    assert change.alert.escalate_at is None  # acknowledged: no deadline any more
+    # An event the other worker applied is not applied again by this store.
+    again = crowd_event(UPDATED, seq=1, count=50.0, peak=50.0)
+    assert store.apply_events([again], Decide(), T0 + 4) == [None]
+    assert store.get(GATE) == change.alert
+
+
+def test_a_cached_alert_removed_elsewhere_opens_anew(
+    stores: Callable[[], RedisAlertStore], client: redis.Redis
+) -> None:
+    store = stores()
+    store.apply_events([crowd_event()], Decide(), T0)
+    client.delete(store.keys.alert(GATE))  # as a purge does (its record goes, with its indexes)
+    (change,) = store.apply_events([crowd_event(UPDATED, seq=1)], Decide(), T0 + 1)
+    assert change is not None
+    assert change.kind == "created"
 
 
 def test_a_batch_that_keeps_conflicting_goes_event_by_event(

@@ -83,6 +83,23 @@ def alert_to_fields(alert: Alert) -> dict[str, str]:
     return fields
 
 
+# Fields of an alert record that every change of the alert changes: an event moves
+# last_event_seq, an operator action the state, an escalation the level; and each sets
+# updated_at. Equal values mean the same record, so a cached copy can be checked by reading
+# these alone (a store caches the alerts it writes).
+VERSION_FIELDS: Final = ("last_event_seq", "state", "escalation_level", "updated_at")
+
+
+def alert_version(alert: Alert) -> tuple[str, ...]:
+    """The VERSION_FIELDS of `alert_to_fields(alert)`, in that order."""
+    return (
+        str(alert.last_event_seq),
+        _STATE_TEXT[alert.state],
+        str(alert.escalation_level),
+        repr(alert.updated_at),
+    )
+
+
 def alert_from_fields(fields: Mapping[str, str]) -> Alert:
     r = _Reader(fields, "alert")
     if (fmt := r.text("format")) != ALERT_FORMAT:

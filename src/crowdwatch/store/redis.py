@@ -6,8 +6,13 @@ alert, its indexes, its audit entries and its change notifications in one MULTI/
 means another worker changed the alert meanwhile, so the step starts again from a fresh read.
 Events go the same way in batches (`apply_events`, `apply_event` being a batch of one): WATCH and
 every read in one round trip, the plan of `store.batch` (the same as the memory store's), every
-write in a second (`store.redis_wire`, `store.redis_writes`). Camera status is a compare-and-set,
-done by a small Lua script.
+write in a second (`store.redis_wire`, `store.redis_writes`); `submit_events` returns once the
+writes are sent, so the caller works while Redis runs them. The alerts a store wrote or read are
+cached (`store.alert_cache`): a batch reads a cached alert's version fields only
+(`records.VERSION_FIELDS`, which every change of an alert moves) and the whole record when they
+differ. So records are written by stores only: an edit by hand that leaves those fields alone
+goes unseen by a store holding the alert (and is overwritten by its next write). Camera status is
+a compare-and-set, done by a small Lua script.
 
 Keys, under a configurable prefix `P` (default `cw`):
 
@@ -54,6 +59,7 @@ from crowdwatch.core.alerts import Action, AlertChange
 from crowdwatch.core.routing import RouteDecision
 from crowdwatch.core.types import Alert, AuditEntry, CameraStatusEvent, CrowdEvent
 from crowdwatch.store import redis_wire as wire
+from crowdwatch.store.alert_cache import AlertCache, Version
 from crowdwatch.store.base import (
     AlertNotFoundError,
     BatchApplyError,
@@ -65,6 +71,7 @@ from crowdwatch.store.base import (
 )
 from crowdwatch.store.batch import BatchPlan, plan_batch
 from crowdwatch.store.records import (
+    VERSION_FIELDS,
     RecordError,
     alert_from_fields,
     audit_from_fields,
@@ -151,6 +158,8 @@ class RedisAlertStore:
         self._retention_s = resolved_retention_s
         self._owns_client = owns_client
         self._camera_script = client.register_script(_CAMERA_STATUS_LUA)
+        # The alerts this store last wrote or read: a batch checks them by their version fields.
+        self._cache = AlertCache()
         # Guards the listeners and the reader; held while the reader delivers an update, so that
         # (un)subscribing takes effect between two updates. Re-entrant: a listener may subscribe.
         self._listen_lock = threading.RLock()
@@ -447,10 +456,7 @@ class _EventsTransaction:
         self._attempts = attempts
         self._alert_ids = list(dict.fromkeys(e.episode_key for e in events))
         self._alert_keys = [k.alert(a) for a in self._alert_ids]
-        self._reads: list[wire.Command] = [
-            ("MGET", *(k.event(e.id) for e in events)),
-            *(("HGETALL", key) for key in self._alert_keys),
-        ]
+        self._marks: wire.Command = ("MGET", *(k.event(e.id) for e in events))
         self._pool = store._client.connection_pool
         self._conn: Connection | None = None
         self._plan = BatchPlan()
@@ -479,8 +485,13 @@ class _EventsTransaction:
                 self._send(conn)
         except BaseException:
             self._release(broken=True)  # replies may be left unread, or a WATCH in place
+            for alert_id in self._alert_ids:  # perhaps written, perhaps not
+                self._store._cache.forget(alert_id)
             raise
         self._release(broken=False)
+        last = {w.change.alert.id: w.change.alert for w in self._plan.writes}  # each one's last state
+        for alert in last.values():
+            self._store._cache.put(alert)
         return self._plan.results, self._plan.failure
 
     def _send(self, conn: Connection) -> None:
@@ -490,9 +501,15 @@ class _EventsTransaction:
         # key against the keys already watched, quadratic in their number (~19 ms for a batch
         # of 1000 events on Redis 7.0).
         store, events = self._store, self._events
-        marks, *rows = wire.watch_and_read(conn, self._alert_keys, self._reads)
+        # A cached alert is read by its version fields, any other by its whole record.
+        cached = [store._cache.get(a) for a in self._alert_ids]
+        reads: list[wire.Command] = [
+            ("HMGET", key, *VERSION_FIELDS) if hit else ("HGETALL", key)
+            for key, hit in zip(self._alert_keys, cached, strict=True)
+        ]
+        marks, *rows = wire.watch_and_read(conn, self._alert_keys, [self._marks, *reads])
         applied = {e.id for e, mark in zip(events, marks, strict=True) if mark is not None}
-        stored = {a: _alert_or_none(_hash_reply(row)) for a, row in zip(self._alert_ids, rows, strict=True)}
+        stored = self._stored(conn, cached, rows)
         self._plan = plan = plan_batch(events, applied, stored, self._decide, self._now)
         if not plan.applied:
             wire.unwatch(conn)
@@ -501,6 +518,40 @@ class _EventsTransaction:
         writes = batch_commands(store.keys, plan, store._dedupe_ttl_s, store._maxlen)
         wire.send_transaction(conn, writes)
         self._in_flight = len(writes)
+
+    def _stored(
+        self, conn: Connection, cached: list[tuple[Version, Alert] | None], rows: list[Any]
+    ) -> dict[str, Alert | None]:
+        """The batch's alerts as stored, from the replies to the reads: a cached alert whose
+        version still matches is taken from the cache, one that changed is read whole (still
+        under WATCH), and what is read whole is cached."""
+        cache = self._store._cache
+        stored: dict[str, Alert | None] = {}
+        changed: list[str] = []
+        for alert_id, hit, row in zip(self._alert_ids, cached, rows, strict=True):
+            if hit is None:
+                stored[alert_id] = alert = _alert_or_none(_hash_reply(row))
+                if alert is not None:
+                    cache.put(alert)
+                continue
+            version = tuple(None if v is None else _text(v) for v in row)
+            if version == hit[0]:
+                stored[alert_id] = hit[1]
+            elif all(v is None for v in version):
+                stored[alert_id] = None  # removed meanwhile (retention)
+                cache.forget(alert_id)
+            else:
+                changed.append(alert_id)
+        if changed:
+            k = self._store.keys
+            rows = wire.query(conn, [("HGETALL", k.alert(a)) for a in changed])
+            for alert_id, row in zip(changed, rows, strict=True):
+                stored[alert_id] = alert = _alert_or_none(_hash_reply(row))
+                if alert is None:
+                    cache.forget(alert_id)
+                else:
+                    cache.put(alert)
+        return stored
 
     def _release(self, *, broken: bool) -> None:
         conn, self._conn = self._conn, None

@@ -52,6 +52,12 @@ def watch_and_read(conn: Connection, watch: Sequence[str], reads: Sequence[Comma
     return [conn.read_response() for _ in reads]
 
 
+def query(conn: Connection, commands: Sequence[Command]) -> list[Any]:
+    """Run `commands` in one round trip; their replies."""
+    _send(conn, commands)
+    return [conn.read_response() for _ in commands]
+
+
 def unwatch(conn: Connection) -> None:
     _send(conn, [("UNWATCH",)])
     conn.read_response()
