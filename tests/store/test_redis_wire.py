@@ -19,8 +19,12 @@ from .conftest import redis_config
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
+@pytest.fixture(params=["hiredis-reader", "read_response"])
+def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """Both ways of reading a transaction's replies: straight off hiredis's reader, and through
+    redis-py's read_response (the way for any other parser)."""
+    if request.param == "read_response":
+        monkeypatch.setattr(wire, "_HiredisParser", None)
     with redis.Redis.from_url(redis_config().url, decode_responses=True) as c:
         yield c
 
@@ -81,6 +85,17 @@ def test_a_refused_write_raises_and_the_others_are_done(client: redis.Redis, pre
     # Redis runs every queued command; the caller learns of the refusal and retries the batch.
     assert client.get(f"{prefix}:before") == "1"
     assert client.get(f"{prefix}:after") == "1"
+
+
+def test_a_write_refused_while_queueing_writes_nothing(client: redis.Redis, prefix: str) -> None:
+    writes = [("SET", f"{prefix}:a", "1"), ("SET", f"{prefix}:b"), ("SET", f"{prefix}:c", "1")]
+    with wire.connection(client) as conn:
+        wire.watch_and_read(conn, [f"{prefix}:a"], [])
+        with pytest.raises(ResponseError, match="wrong number of arguments"):
+            wire.execute(conn, writes)  # the refusal itself, not EXEC's abort that follows it
+        assert wire.watch_and_read(conn, [f"{prefix}:a"], [("EXISTS", f"{prefix}:a")]) == [0]
+        wire.unwatch(conn)
+    assert client.get(f"{prefix}:c") is None
 
 
 def test_a_watched_key_changed_by_another_client_writes_nothing(client: redis.Redis, prefix: str) -> None:

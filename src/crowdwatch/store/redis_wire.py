@@ -21,6 +21,12 @@ try:
     import hiredis
 except ImportError:  # pragma: no cover - a declared dependency (redis[hiredis])
     hiredis = None  # type: ignore[assignment]
+try:  # redis-py's own reader, used where it is (see `_replies`); every other parser works too
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+    from redis._parsers.hiredis import _HiredisParser
+except ImportError:  # pragma: no cover - another redis-py layout
+    _HiredisParser = None  # type: ignore[assignment,misc]
+    _NOT_ENOUGH_DATA = object()
 
 Command = tuple[str, ...]
 
@@ -80,11 +86,9 @@ def send_transaction(conn: Connection, writes: Sequence[Command]) -> None:
 def read_transaction(conn: Connection, n_writes: int) -> bool:
     """The second half of `execute`, for a transaction of `n_writes` commands."""
     refused: ResponseError | None = None
-    for _ in range(n_writes + 1):  # OK, then QUEUED for each write
-        try:
-            conn.read_response()
-        except ResponseError as exc:
-            refused = refused or exc  # read on: every reply must leave the socket
+    for reply in _replies(conn, n_writes + 1):  # OK, then QUEUED for each write
+        if isinstance(reply, ResponseError):
+            refused = refused or reply  # read on: every reply must leave the socket
     try:
         replies = conn.read_response()
     except ResponseError:  # EXECABORT, because of `refused`
@@ -97,6 +101,31 @@ def read_transaction(conn: Connection, n_writes: int) -> bool:
         if isinstance(reply, ResponseError):
             raise reply
     return True
+
+
+def _replies(conn: Connection, n: int) -> Iterator[Any]:
+    """The next `n` replies, an error reply as its ResponseError (not raised). Read straight
+    off redis-py's hiredis reader where the connection has one and speaks RESP2: its
+    `read_response` costs ~1.9 us a reply against ~0.7, and a 1000-event transaction has ~4500
+    QUEUED replies. Errors while reading (socket, protocol) are raised as redis-py raises them;
+    the caller then drops the connection."""
+    parser = getattr(conn, "_parser", None)
+    reader = getattr(parser, "_reader", None)
+    resp2 = str(getattr(conn, "protocol", 2)) == "2"  # RESP3 may interleave push messages
+    if _HiredisParser is None or not isinstance(parser, _HiredisParser) or reader is None or not resp2:
+        for _ in range(n):
+            try:
+                yield conn.read_response()
+            except ResponseError as exc:
+                yield exc
+        return
+    gets, read_more = reader.gets, parser.read_from_socket
+    for _ in range(n):
+        reply = gets()
+        while reply is _NOT_ENOUGH_DATA:
+            read_more()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            reply = gets()
+        yield reply
 
 
 def _send(conn: Connection, commands: Sequence[Command], *, check_health: bool = False) -> None:
