@@ -372,15 +372,16 @@ class KafkaBusConsumer:
     def poll(self, timeout: float, max_messages: int = 500) -> list[Message]:
         self._check_open()
         batches = self._consumer.poll(timeout_ms=max(0, int(timeout * 1000)), max_records=max_messages)
+        # Positional, and no generator for the (usually absent) headers: this runs per record.
         return [
             Message(
-                topic=r.topic,
-                partition=r.partition,
-                offset=r.offset,
-                key=None if r.key is None else r.key.decode("utf-8", errors="replace"),
-                value=r.value if r.value is not None else b"",
-                headers=tuple((name, v if v is not None else b"") for name, v in r.headers or ()),
-                timestamp=r.timestamp / 1000.0,
+                r.topic,
+                r.partition,
+                r.offset,
+                None if r.key is None else r.key.decode("utf-8", errors="replace"),
+                r.value if r.value is not None else b"",
+                tuple((name, v if v is not None else b"") for name, v in r.headers) if r.headers else (),
+                r.timestamp / 1000.0,
             )
             for records in batches.values()
             for r in records
