@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
+from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter, ValidationError
 
 from crowdwatch.bus.kafka import DEFAULT_TOPICS, KafkaBus, TopicSpec, connection_options
@@ -203,3 +204,24 @@ def test_every_compression_is_read_by_one_consumer(run: str) -> None:
         got = poll_until(consumer, len(sent))
         consumer.close()
     assert [m.value for m in got] == sent
+
+
+@pytest.mark.kafka
+def test_a_refused_commit_is_counted(run: str) -> None:
+    registry = CollectorRegistry()
+    topic = f"counted-{run}"
+    with KafkaBus({"bootstrap_servers": kafka_address()}, registry=registry) as bus:
+        bus.publish(topic, "cam-1", b"x")
+        bus.flush()
+        consumer = bus.consumer([topic], f"g-{run}")
+        poll_until(consumer, 1)
+        nowhere = TopicPartition(f"no-such-topic-{run}", 3)
+        consumer.commits.commit({nowhere: 5})  # the broker refuses it: unknown topic
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and not registry.get_sample_value(
+            "crowdwatch_bus_commit_failures_total", {"stage": "async"}
+        ):
+            consumer.poll(0.1)  # replies are handled in poll
+        consumer.commits.forget([nowhere])  # else close would try it once more, synchronously
+        consumer.close()
+    assert registry.get_sample_value("crowdwatch_bus_commit_failures_total", {"stage": "async"}) == 1

@@ -121,3 +121,24 @@ def test_settle_logs_a_failed_finish_instead_of_raising(caplog: pytest.LogCaptur
         commits.settle(before="closing")
     assert "committing before closing failed" in caplog.text
     assert consumer.sync == []
+
+
+def test_every_failed_commit_is_told_to_the_hook(caplog: pytest.LogCaptureFixture) -> None:
+    consumer = ScriptedConsumer(fail_sync=True)
+    told: list[str] = []
+    commits = AsyncCommits(cast(KafkaConsumer, consumer), told.append)
+    commits.commit({A: 1})
+    commits.commit({B: 2})
+    consumer.reply(0, "ok")
+    consumer.reply(1, CommitFailedError("rebalanced"))
+    commits.settle(before="closing")
+    assert told == ["async", "sync"]
+
+    def broken(stage: str) -> None:
+        raise RuntimeError("metrics down")
+
+    commits = AsyncCommits(cast(KafkaConsumer, consumer), broken)
+    commits.commit({A: 3})
+    with caplog.at_level(logging.ERROR, logger="crowdwatch.bus.kafka_commits"):
+        consumer.reply(2, CommitFailedError("rebalanced"))  # a broken hook does not stop commits
+    assert "hook failed" in caplog.text

@@ -33,9 +33,10 @@ from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, Ka
 from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
+from prometheus_client import CollectorRegistry, Counter
 
 from crowdwatch.bus.base import CAMERA_STATUS, CROWD_EVENTS, CROWD_EVENTS_DLQ, Headers, Message
-from crowdwatch.bus.kafka_commits import AsyncCommits
+from crowdwatch.bus.kafka_commits import AsyncCommits, FailureHook
 
 if TYPE_CHECKING:
     from crowdwatch.config.backends import KafkaBusConfig
@@ -146,7 +147,10 @@ class KafkaBus:
         delivery_timeout_ms: int = 30_000,
         max_block_ms: int = 5_000,
         session_timeout_ms: int = 10_000,
+        registry: CollectorRegistry | None = None,
     ) -> None:
+        """`registry`: where the bus's metrics go (a private registry when None, never the
+        global one)."""
         if "bootstrap_servers" not in connection:
             raise ValueError("connection needs bootstrap_servers")
         if compression not in COMPRESSION_TYPES:
@@ -188,9 +192,19 @@ class KafkaBus:
         self._prune_at = _PRUNE_EVERY
         self._log_failure = _FailureLog()
         self._closed = False
+        self.commit_failures = Counter(
+            "commit_failures",
+            "Offset commits the broker refused or that timed out, by stage (async: a commit "
+            "in the poll loop; sync: before closing, rewinding or giving partitions up). Their "
+            "messages are delivered again.",
+            ("stage",),
+            namespace="crowdwatch",
+            subsystem="bus",
+            registry=registry if registry is not None else CollectorRegistry(),
+        )
 
     @classmethod
-    def from_config(cls, config: KafkaBusConfig) -> KafkaBus:
+    def from_config(cls, config: KafkaBusConfig, registry: CollectorRegistry | None = None) -> KafkaBus:
         return cls(
             connection_options(config),
             default_partitions=config.default_partitions,
@@ -200,6 +214,7 @@ class KafkaBus:
             request_timeout_ms=int(config.request_timeout_s * 1000),
             delivery_timeout_ms=int(config.delivery_timeout_s * 1000),
             max_block_ms=int(config.max_block_s * 1000),
+            registry=registry,
         )
 
     # --- topics ---------------------------------------------------------------------------
@@ -328,7 +343,7 @@ class KafkaBus:
             self._check_open()
             self._create([self.spec_for(t) for t in topics if t not in self._created])
         consumer = KafkaConsumer(group_id=group, **self._connection, **self._consumer_options)
-        member = KafkaBusConsumer(consumer)
+        member = KafkaBusConsumer(consumer, lambda stage: self.commit_failures.labels(stage=stage).inc())
         consumer.subscribe(list(topics), listener=_CommitBeforeRevoke(member.commits))
         return member
 
@@ -364,9 +379,9 @@ class KafkaBusConsumer:
     """One member of a consumer group (kafka-python's KafkaConsumer, subscribed). Not
     thread-safe, like the Consumer protocol says."""
 
-    def __init__(self, consumer: KafkaConsumer) -> None:
+    def __init__(self, consumer: KafkaConsumer, on_commit_failure: FailureHook | None = None) -> None:
         self._consumer = consumer
-        self.commits = AsyncCommits(consumer)
+        self.commits = AsyncCommits(consumer, on_commit_failure)
         self._closed = False
 
     def poll(self, timeout: float, max_messages: int = 500) -> list[Message]:

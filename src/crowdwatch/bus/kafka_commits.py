@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
@@ -25,12 +25,18 @@ log = logging.getLogger(__name__)
 FINISH_TIMEOUT_MS = 5_000
 
 
+# Told of every failed commit: "async" (the broker's reply to `commit`) or "sync" (`settle`).
+FailureHook = Callable[[str], None]
+
+
 class AsyncCommits:
     """The commits of one consumer; `commit` and `finish` from its polling thread (the reply
-    callback may come on kafka-python's heartbeat thread)."""
+    callback may come on kafka-python's heartbeat thread). `on_failure` hears of each failed
+    commit (a metric), besides the log."""
 
-    def __init__(self, consumer: KafkaConsumer) -> None:
+    def __init__(self, consumer: KafkaConsumer, on_failure: FailureHook | None = None) -> None:
         self._consumer = consumer
+        self._on_failure = on_failure
         self._lock = threading.Lock()
         self._unconfirmed: dict[TopicPartition, int] = {}  # asked for, broker has not confirmed
 
@@ -65,6 +71,7 @@ class AsyncCommits:
             log.warning(
                 "kafka: committing before %s failed (%s); those messages will be delivered again", before, exc
             )
+            self._failed("sync")
 
     def forget(self, partitions: Collection[TopicPartition]) -> None:
         """Drop what is pending for `partitions` (lost to another member: not ours to commit)."""
@@ -81,8 +88,16 @@ class AsyncCommits:
                 ", ".join(f"{tp.topic}[{tp.partition}]@{m.offset}" for tp, m in offsets.items()),
                 reply,
             )
+            self._failed("async")
             return
         self._confirm({tp: m.offset for tp, m in offsets.items()})
+
+    def _failed(self, kind: str) -> None:
+        if self._on_failure is not None:
+            try:
+                self._on_failure(kind)
+            except Exception:  # a metric must not break committing
+                log.exception("kafka: commit failure hook failed")
 
     def _confirm(self, offsets: Mapping[TopicPartition, int]) -> None:
         with self._lock:

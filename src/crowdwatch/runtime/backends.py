@@ -17,7 +17,7 @@ def build_bus(config: BusConfig, registry: CollectorRegistry) -> EventBus:
         return MemoryBus(max_messages_per_topic=config.max_messages_per_topic)
     from crowdwatch.bus.kafka import KafkaBus
 
-    bus = KafkaBus.from_config(config)
+    bus = KafkaBus.from_config(config, registry)
     if config.spool_path is None:
         return bus
     from crowdwatch.bus.spool import SpoolingBus
