@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.connection import Connection
 from redis.exceptions import ResponseError
 
 from crowdwatch.store import redis_wire as wire
@@ -114,3 +115,26 @@ def test_the_connection_is_usable_after_a_refusal(client: redis.Redis, prefix: s
             wire.execute(conn, [("HSET", f"{prefix}:string", "f", "v")])
         assert wire.watch_and_read(conn, [f"{prefix}:string"], [("EXISTS", f"{prefix}:string")]) == [1]
         wire.unwatch(conn)
+
+
+def test_the_replies_are_read_off_hiredis_directly(
+    client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Guards the fast path against a redis-py change that would quietly send every reply
+    through read_response again (as RESP3, redis-py 8's default, once did)."""
+    calls: list[int] = []
+    real = Connection.read_response
+
+    def counted(self: Connection, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "read_response", counted)
+    writes = [("SET", f"{prefix}:{i}", "1") for i in range(100)]
+    with wire.connection(client) as conn:
+        direct = wire.reads_directly(conn)
+        wire.watch_and_read(conn, [f"{prefix}:0"], [])
+        calls.clear()
+        assert wire.execute(conn, writes)
+    assert len(calls) == (1 if direct else len(writes) + 2)  # with the reader, only EXEC's
+    assert direct == (request.node.callspec.params["client"] == "hiredis-reader")
