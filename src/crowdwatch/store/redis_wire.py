@@ -55,14 +55,13 @@ def watch_and_read(conn: Connection, watch: Sequence[str], reads: Sequence[Comma
     """WATCH `watch`, then run `reads`: one round trip; their replies, as the connection
     decodes them (RESP2 hashes come as flat lists)."""
     _send(conn, [("WATCH", *watch), *reads], check_health=True)
-    conn.read_response()  # OK
-    return [conn.read_response() for _ in reads]
+    return _read(conn, len(reads) + 1)[1:]  # WATCH's OK first
 
 
 def query(conn: Connection, commands: Sequence[Command]) -> list[Any]:
     """Run `commands` in one round trip; their replies."""
     _send(conn, commands)
-    return [conn.read_response() for _ in commands]
+    return _read(conn, len(commands))
 
 
 def unwatch(conn: Connection) -> None:
@@ -102,6 +101,16 @@ def read_transaction(conn: Connection, n_writes: int) -> bool:
         if isinstance(reply, ResponseError):
             raise reply
     return True
+
+
+def _read(conn: Connection, n: int) -> list[Any]:
+    """The next `n` replies; the first error reply is raised once all of them are read, so the
+    connection is left clean."""
+    replies = list(_replies(conn, n))
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies
 
 
 def reads_directly(conn: Connection) -> bool:
