@@ -457,13 +457,12 @@ class _EventsTransaction:
         self._alert_ids = list(dict.fromkeys(e.episode_key for e in events))
         self._alert_keys = [k.alert(a) for a in self._alert_ids]
         self._marks: wire.Command = ("MGET", *(k.event(e.id) for e in events))
-        self._pool = store._client.connection_pool
         self._conn: Connection | None = None
         self._plan = BatchPlan()
         self._in_flight = 0  # the writes of the transaction sent and not yet answered
 
     def start(self) -> None:
-        self._conn = self._pool.get_connection()
+        self._conn = wire.checkout(self._store._client)
         try:
             self._send(self._conn)
         except BaseException:
@@ -555,11 +554,8 @@ class _EventsTransaction:
 
     def _release(self, *, broken: bool) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        if broken:
-            conn.disconnect()  # type: ignore[no-untyped-call]
-        self._pool.release(conn)
+        if conn is not None:
+            wire.checkin(self._store._client, conn, broken=broken)
 
 
 class _PendingBatch:

@@ -38,17 +38,28 @@ SEND_CHUNK: Final = 256
 
 @contextmanager
 def connection(client: redis.Redis) -> Iterator[Connection]:
-    """A connection of the client's pool, held for one transaction. Released clean: after an
-    error it is closed, since replies may be left unread or a WATCH in place."""
-    pool = client.connection_pool
-    conn: Connection = pool.get_connection()
+    """A connection of the client's pool, held for one transaction (`checkout`, `checkin`)."""
+    conn = checkout(client)
     try:
         yield conn
     except BaseException:
-        conn.disconnect()  # type: ignore[no-untyped-call]
+        checkin(client, conn, broken=True)
         raise
-    finally:
-        pool.release(conn)
+    checkin(client, conn, broken=False)
+
+
+def checkout(client: redis.Redis) -> Connection:
+    """A connection of the client's pool, for a transaction that spans several calls."""
+    conn: Connection = client.connection_pool.get_connection()
+    return conn
+
+
+def checkin(client: redis.Redis, conn: Connection, *, broken: bool) -> None:
+    """Back to the pool, clean: `broken` (after an error) closes it first, since replies may be
+    left unread or a WATCH in place."""
+    if broken:
+        conn.disconnect()  # type: ignore[no-untyped-call]
+    client.connection_pool.release(conn)
 
 
 def watch_and_read(conn: Connection, watch: Sequence[str], reads: Sequence[Command]) -> list[Any]:
