@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import collections
 import cProfile
+import gc
 import io
 import json
 import multiprocessing as mp
@@ -67,9 +68,11 @@ from crowdwatch.bus.base import CAMERA_STATUS, CROWD_EVENTS, Consumer, EventBus,
 from crowdwatch.bus.kafka import DEFAULT_TOPICS, KafkaBus, TopicSpec
 from crowdwatch.bus.memory import MemoryBus
 from crowdwatch.config.backends import RedisStoreConfig
+from crowdwatch.config.process import GcConfig
 from crowdwatch.core import codec
 from crowdwatch.core.routing import CenterDirectory, CenterInfo, Router
 from crowdwatch.core.types import CameraStatusEvent, CrowdEvent, EventType, GeoPoint, Severity
+from crowdwatch.runtime import gc_tuning
 from crowdwatch.store.base import AlertChange, AlertStore, BatchApplyError, PendingEvents, RouteFn
 from crowdwatch.store.memory import MemoryAlertStore
 from crowdwatch.store.redis import RedisAlertStore
@@ -489,6 +492,37 @@ def produce_in_batches(
     return time.perf_counter() - started
 
 
+class GcClock:
+    """Time the interpreter spends in the cyclic garbage collector while recording."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def set_gc(mode: str) -> gc_tuning.GcState | None:
+    """`tuned`: the collector as the roles set it once started (`crowdwatch.runtime.gc_tuning`,
+    default `gc:` config; what exists now, the produced events included, is frozen as a role's
+    start-up heap would be); `interpreter`: CPython's defaults, left alone. Undo with
+    `gc_tuning.restore`."""
+    return gc_tuning.apply(GcConfig()) if mode == "tuned" else None
+
+
 def make_service(
     bus: TimedBus, store: TimedStore, errors: list[str], batch_size: int
 ) -> tuple[AlertingService, CollectorRegistry]:
@@ -524,6 +558,7 @@ def drain(
     kafka_suffix: str | None,
     batch_size: int,
     profiler: cProfile.Profile | None = None,
+    gc_mode: str = "tuned",
 ) -> dict[str, Any]:
     """One service consumes `events` (already in the topics of `kafka_suffix`, or published to a
     fresh memory bus here)."""
@@ -542,6 +577,8 @@ def drain(
     total = len(events)
     done = 0
     deadline = time.monotonic() + deadline_s
+    collector = GcClock()
+    tuned = set_gc(gc_mode)
     try:
         # The first batch includes the group join and the first fetch: not timed.
         while done == 0 and time.monotonic() < deadline:
@@ -556,17 +593,20 @@ def drain(
         started = time.perf_counter()
         if profiler is not None:
             profiler.enable()
-        while done < total and time.monotonic() < deadline:
-            done += service.run_once(0.5)
-            t = time.perf_counter()
-            service.tick()
-            tick_s += time.perf_counter() - t
+        with collector:
+            while done < total and time.monotonic() < deadline:
+                done += service.run_once(0.5)
+                t = time.perf_counter()
+                service.tick()
+                tick_s += time.perf_counter() - t
         if profiler is not None:
             profiler.disable()
         elapsed = time.perf_counter() - started
         proc_s, cpu1 = time.process_time() - proc0, machine_cpu()
         redis_stats = probe.stop()
     finally:
+        if tuned is not None:
+            gc_tuning.restore(tuned)
         service.close()
         bus.close()
         store.inner.close()
@@ -598,6 +638,9 @@ def drain(
             "tick": round(1e6 * tick_s / max(1, measured), 1),
         },
         "client_cpu_share": round(proc_s / elapsed, 2) if elapsed > 0 else None,
+        "gc": gc_mode,
+        "gc_share": round(collector.seconds / elapsed, 3) if elapsed > 0 else None,
+        "gc_collections": collector.collections,
     }
     if cpu0 is not None and cpu1 is not None and cpu1[1] > cpu0[1]:
         result["machine_cpu_busy"] = round((cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]), 2)
@@ -680,6 +723,8 @@ def live(pair: str, backends: Backends, args: argparse.Namespace, rate: float) -
     deadline = time.monotonic() + args.live_seconds + args.deadline
     worker: Any
     ctx = mp.get_context("spawn")
+    gc_mode = "interpreter" if args.gc == "interpreter" else "tuned"
+    tuned = set_gc(gc_mode)
     try:
         if bus_kind == "memory":
             go_thread = threading.Event()
@@ -730,6 +775,8 @@ def live(pair: str, backends: Backends, args: argparse.Namespace, rate: float) -
             if worker.is_alive():
                 worker.terminate()
     finally:
+        if tuned is not None:
+            gc_tuning.restore(tuned)
         service.close()
         bus.close()
         store.inner.close()
@@ -743,6 +790,7 @@ def live(pair: str, backends: Backends, args: argparse.Namespace, rate: float) -
         "seconds": round(elapsed, 3),
         "events_per_s": round(timing.stored / elapsed) if elapsed > 0 else None,
         "latency": f"event time -> stored, at {rate:g}/s",
+        "gc": gc_mode,
         "p50_ms": ms(quantile(timing.since_event, 0.50)),
         "p99_ms": ms(quantile(timing.since_event, 0.99)),
         "max_ms": ms(max(timing.since_event, default=None)),
@@ -832,7 +880,10 @@ def _check_local(kafka: str | None, redis_url: str | None) -> None:
 
 
 def _table(rows: Sequence[dict[str, Any]]) -> str:
-    head = f"{'mode':<6} {'bus/store':<14} {'events':>7} {'events/s':>9} {'p50 ms':>9} {'p99 ms':>9}  latency"
+    head = (
+        f"{'mode':<6} {'bus/store':<14} {'gc':<11} {'events':>7} {'events/s':>9} {'p50 ms':>9} "
+        f"{'p99 ms':>9}  latency"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         flag = "" if r.get("complete") else "  (INCOMPLETE: deadline)"
@@ -841,7 +892,7 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
             return "-" if v is None else str(v)
 
         lines.append(
-            f"{r['mode']:<6} {r['pair']:<14} {r['processed']:>7} {f(r['events_per_s']):>9} "
+            f"{r['mode']:<6} {r['pair']:<14} {r['gc']:<11} {r['processed']:>7} {f(r['events_per_s']):>9} "
             f"{f(r['p50_ms']):>9} {f(r['p99_ms']):>9}  {r['latency']}{flag}"
         )
     return "\n".join(lines)
@@ -868,6 +919,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--live-seconds", type=float, default=15.0, help="live producer duration")
     p.add_argument("--no-live", action="store_true", help="drain runs only")
+    p.add_argument(
+        "--gc",
+        choices=("tuned", "interpreter", "both"),
+        default="tuned",
+        help="garbage collector during the runs: tuned (default; as the roles set it, see "
+        "crowdwatch.runtime.gc_tuning), interpreter (CPython's defaults), both (each drain pair "
+        "under each, interpreter first; live runs tuned)",
+    )
     p.add_argument(
         "--batch-size",
         type=int,
@@ -947,10 +1006,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"produced {len(events)} events to Kafka in {seconds:.1f} s", file=sys.stderr)
         for pair in pairs:
             print(f"drain {pair} ...", file=sys.stderr, flush=True)
-            run = drain(pair, events, backends, args.deadline, kafka_suffix, args.batch_size)
-            print(f"  {run['events_per_s']} events/s; {json.dumps(run['us_per_event'])}", file=sys.stderr)
-            report["runs"].append(run)
-        drained = {r["pair"]: r["events_per_s"] for r in report["runs"]}
+            for gc_mode in ("interpreter", "tuned") if args.gc == "both" else (args.gc,):
+                run = drain(
+                    pair, events, backends, args.deadline, kafka_suffix, args.batch_size, gc_mode=gc_mode
+                )
+                print(
+                    f"  gc {gc_mode}: {run['events_per_s']} events/s, {run['gc_share']:.1%} in gc; "
+                    f"{json.dumps(run['us_per_event'])}",
+                    file=sys.stderr,
+                )
+                report["runs"].append(run)
+        drained = {r["pair"]: r["events_per_s"] for r in report["runs"] if r["gc"] != "interpreter"}
         for pair in live_pairs:
             rate = args.live_rate or max(10.0, round(0.5 * (drained.get(pair) or 200)))
             print(f"live {pair} at {rate:g}/s for {args.live_seconds:g} s ...", file=sys.stderr, flush=True)
@@ -964,7 +1030,16 @@ def main(argv: list[str] | None = None) -> int:
             produce(producer, [(f"{t}-{suffix}", k, v) for t, k, v in events[:n]])
             producer.close()
             profiler = cProfile.Profile()
-            run = drain("kafka/redis", events[:n], backends, args.deadline, suffix, args.batch_size, profiler)
+            run = drain(
+                "kafka/redis",
+                events[:n],
+                backends,
+                args.deadline,
+                suffix,
+                args.batch_size,
+                profiler,
+                gc_mode="interpreter" if args.gc == "interpreter" else "tuned",
+            )
             profiler.dump_stats(str(args.profile))
             summary = profile_summary(profiler)
             report["profile"] = {

@@ -159,6 +159,7 @@ def _run_embedded(config: object, args: argparse.Namespace, models_dir: Path | N
     from prometheus_client import CollectorRegistry, start_http_server
 
     from crowdwatch.config.root import AppConfig
+    from crowdwatch.runtime import gc_tuning
     from crowdwatch.runtime.embedded import EmbeddedApp
 
     assert isinstance(config, AppConfig)
@@ -172,12 +173,14 @@ def _run_embedded(config: object, args: argparse.Namespace, models_dir: Path | N
         log.info("metrics on http://%s:%d/metrics", config.metrics.host, server.server_port)
     console = Console()
     app.start()
+    tuned = gc_tuning.apply(config.gc)
     try:
         if args.no_ui or not console.is_terminal:
             app.run(args.duration, stop)
         else:
             _run_live(app, args.duration, stop, console)
     finally:
+        gc_tuning.restore(tuned)
         app.stop()
         if server is not None:
             server.shutdown()
@@ -189,6 +192,7 @@ def _run_role(config: object, args: argparse.Namespace, models_dir: Path | None)
     from prometheus_client import CollectorRegistry, start_http_server
 
     from crowdwatch.config.root import AppConfig
+    from crowdwatch.runtime import gc_tuning
     from crowdwatch.runtime.roles import AlertingRole, WorkerRole
 
     assert isinstance(config, AppConfig)
@@ -214,6 +218,7 @@ def _run_role(config: object, args: argparse.Namespace, models_dir: Path | None)
         assignment.start()
     else:
         role.start()
+    tuned = gc_tuning.apply(config.gc)
     log.warning("crowdwatch %s running", args.command)
     try:
         if isinstance(role, WorkerRole):
@@ -221,6 +226,7 @@ def _run_role(config: object, args: argparse.Namespace, models_dir: Path | None)
         else:
             role.run(stop, args.duration)
     finally:
+        gc_tuning.restore(tuned)
         if assignment is not None:
             assignment.stop()
         role.stop()

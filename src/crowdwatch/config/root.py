@@ -20,6 +20,7 @@ from crowdwatch.config.camera import ID_PATTERN, CameraConfig
 from crowdwatch.config.centers import LEVEL_DEPTH, CenterConfig, RoutingConfig
 from crowdwatch.config.counting import CountingConfig
 from crowdwatch.config.detector import DetectorConfig, OnnxDetectorConfig
+from crowdwatch.config.process import GcConfig
 from crowdwatch.config.rules import RulesConfig
 
 
@@ -41,6 +42,9 @@ class AppConfig(StrictModel):
     bus: BusConfig = Field(default_factory=MemoryBusConfig, description="Event bus backend.")
     store: StoreConfig = Field(default_factory=MemoryStoreConfig, description="Alert store backend.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics.")
+    gc: GcConfig = Field(
+        default_factory=GcConfig, description="Python garbage collector tuning of a running role."
+    )
     models_dir: str | None = Field(
         None,
         description="Where fetched model files live. Default: $CROWDWATCH_MODELS_DIR, else "
