@@ -523,6 +523,11 @@ def set_gc(mode: str) -> gc_tuning.GcState | None:
     return gc_tuning.apply(GcConfig()) if mode == "tuned" else None
 
 
+def one_gc_mode(args: argparse.Namespace) -> str:
+    """The setting of the runs made once (live, profile): `--gc both` makes them tuned."""
+    return "interpreter" if args.gc == "interpreter" else "tuned"
+
+
 def make_service(
     bus: TimedBus, store: TimedStore, errors: list[str], batch_size: int
 ) -> tuple[AlertingService, CollectorRegistry]:
@@ -723,7 +728,7 @@ def live(pair: str, backends: Backends, args: argparse.Namespace, rate: float) -
     deadline = time.monotonic() + args.live_seconds + args.deadline
     worker: Any
     ctx = mp.get_context("spawn")
-    gc_mode = "interpreter" if args.gc == "interpreter" else "tuned"
+    gc_mode = one_gc_mode(args)
     tuned = set_gc(gc_mode)
     try:
         if bus_kind == "memory":
@@ -1038,7 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
                 suffix,
                 args.batch_size,
                 profiler,
-                gc_mode="interpreter" if args.gc == "interpreter" else "tuned",
+                gc_mode=one_gc_mode(args),
             )
             profiler.dump_stats(str(args.profile))
             summary = profile_summary(profiler)
