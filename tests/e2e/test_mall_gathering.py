@@ -130,8 +130,9 @@ def test_the_density_model_never_saw_the_clip(models_dir: Path, mall_density_mod
     strict=True,
     reason="counting is not yet accurate enough on this crowd (issue 3): csrnet-mall (CV MAE 2.46 "
     "on its own training frames) still counts ~3 below the truth on frames 280-440 (MAE 3.54, "
-    "bias -3.17), so the episode starts at frame 123 where the truth makes one at 109. strict: "
-    "remove this mark when it passes.",
+    "bias -3.17), ~8 below on clip frames 100-113 where the crowd first reaches 39-47, so the "
+    "episode starts at frame 123 where the truth makes one at 109. strict: remove this mark when "
+    "it passes.",
 )
 def test_gathering_starts_where_the_true_count_makes_one(
     shared_data: Path, models_dir: Path, mall_density_model: str
