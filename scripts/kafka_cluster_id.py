@@ -2,8 +2,8 @@
 base64url text (no padding) of 16 random bytes.
 
 An id that starts with '-' is drawn again: StorageTool's argument parser would read it as an
-option ("argument --cluster-id/-t: expected one argument"), as it did here once in 64 starts.
-Kafka's Uuid.randomUuid skips those ids for the same reason. Standard library only: run by
+option ("argument --cluster-id/-t: expected one argument"): one start in 64, and it happened
+in CI here. Kafka's Uuid.randomUuid skips those ids for the same reason. Standard library only: run by
 scripts/services with the system python3, before any virtual environment exists.
 """
 
