@@ -14,7 +14,8 @@ a per-camera linear calibration fitted on exactly the same training pictures.
 Everything runs on the frozen trunk's cached features (`crowdwatch.training.features`), so the
 network's expensive part runs once per picture; the head on those features is what the built
 ONNX computes (tests/training/test_head.py checks the split). `--set key=value` overrides a
-recipe field for experiments (epochs, lr, count_weight, crop, block, sigma_cells, every, seed).
+recipe field for experiments (epochs, lr, count_weight, crop, block, sigma_cells, every, seed,
+augment_scales=1.0,1.2).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from crowdwatch.detectors.csrnet_onnx import load_weights
 from crowdwatch.detectors.trained import BASE_MODEL, RECIPES, TrainRecipe
 from crowdwatch.evaluation.labeled import LabeledFolder, LabeledItem, open_folder, parse_ranges
 from crowdwatch.evaluation.metrics import CountErrors
-from crowdwatch.training.data import load_samples, predicted_counts
+from crowdwatch.training.data import load_augmented, load_samples, predicted_counts
 from crowdwatch.training.features import TrunkFeatures
 from crowdwatch.training.head import Sample, fit_recipe, predict_maps
 
@@ -80,7 +81,9 @@ def with_overrides(recipe: TrainRecipe, pairs: Sequence[str]) -> TrainRecipe:
         if key not in fields:
             raise SystemExit(f"--set: no recipe field {key!r} (fields: {', '.join(fields)})")
         current = getattr(recipe, key)
-        if isinstance(current, bool):
+        if isinstance(current, tuple):  # augment_scales=1.0,1.2 (empty: none)
+            changes[key] = tuple(float(v) for v in value.split(",") if v.strip())
+        elif isinstance(current, bool):
             changes[key] = value.lower() in ("1", "true", "yes")
         elif isinstance(current, str):
             changes[key] = value
@@ -148,14 +151,20 @@ class Scorer:
         return predicted_counts(maps, samples)
 
     def run(
-        self, train: Sequence[Sample], test: Sequence[Sample], raw_train: Floats, raw_test: Floats
+        self,
+        train: Sequence[Sample],
+        test: Sequence[Sample],
+        raw_train: Floats,
+        raw_test: Floats,
+        augmented: Sequence[Sample] = (),
     ) -> dict[str, Any]:
-        """The head and the linear calibration learn from `train`; both are scored on `test`."""
+        """The head and the linear calibration learn from `train` (the head also from `augmented`,
+        the same pictures at the recipe's augment_scales); both are scored on `test`."""
         true_train = np.asarray([s.count for s in train])
         true_test = np.asarray([s.count for s in test])
         calibration = DensityCalibration.fit(raw_train, true_train)
         started = time.monotonic()
-        head, factor = fit_recipe(train, self.base, self.recipe)
+        head, factor = fit_recipe(train, self.base, self.recipe, augmented=augmented)
         seconds = time.monotonic() - started
         trained = predicted_counts(
             predict_maps(head, [s.features for s in test], split=self.recipe.split), test
@@ -281,6 +290,17 @@ def main(argv: list[str] | None = None) -> int:
     pool_items = pool_items[:: max(recipe.every, 1)]
     print(f"{recipe.name}: features of {len(pool_items)} pictures (cache {trunk.cache_dir})", file=sys.stderr)
     pool = load_samples(folder, pool_items, trunk, recipe.sigma_cells)
+    extra_trunks = [
+        TrunkFeatures(npz, args.features_dir, split=recipe.split, threads=args.threads, scale=scale)
+        for scale in recipe.augment_scales
+    ]
+    if extra_trunks:
+        print(f"  and at {', '.join(f'{t.scale:g}x' for t in extra_trunks)}", file=sys.stderr)
+    views = load_augmented(folder, pool_items, extra_trunks, recipe.sigma_cells)
+
+    def augmented(indices: Sequence[int]) -> list[Sample]:
+        return [sample for i in indices for sample in views[i]]
+
     scorer = Scorer(base, recipe)
     raw_pool = scorer.raw(pool)
     summary: dict[str, Any] = {"recipe": recipe.to_dict(), "data": str(folder.root), "folds": []}
@@ -292,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         for j, (tr, te) in enumerate(folds(pool_items, args.cv, args.margin, recipe.seed)):
             train = [pool[i] for i in tr]
             test = [pool[i] for i in te]
-            r = scorer.run(train, test, raw_pool[tr], raw_pool[te])
+            r = scorer.run(train, test, raw_pool[tr], raw_pool[te], augmented(tr))
             names = (
                 f"{pool_items[te[0]].name}..{pool_items[te[-1]].name}" if args.cv.startswith("blocks") else ""
             )
@@ -329,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         if clash:
             raise SystemExit(f"--test frames are training frames of {recipe.name}: {sorted(clash)[:5]}")
         test = load_samples(folder, test_items, trunk, recipe.sigma_cells) if test_items else []
-        r = scorer.run(pool, test or pool[:1], raw_pool, scorer.raw(test or pool[:1]))
+        r = scorer.run(
+            pool, test or pool[:1], raw_pool, scorer.raw(test or pool[:1]), augmented(range(len(pool)))
+        )
         if test:
             print(_line(f"test {args.test}", r), file=sys.stderr)
             summary["test"] = {

@@ -192,3 +192,22 @@ def test_a_recipe_trains_every_layer_after_its_split() -> None:
         "backend.10",
         "output_layer",
     ]
+
+
+def test_augmented_views_are_trained_on_but_the_rescale_fits_the_run_time_scale_alone() -> None:
+    from crowdwatch.detectors.trained import RECIPES
+    from crowdwatch.training.head import fit_recipe
+
+    recipe = dataclasses.replace(RECIPES["csrnet-mall"], epochs=2, batch=1, augment_scales=(1.0,))
+    samples, views = synthetic_samples(3, seed=5), synthetic_samples(3, seed=9)
+    initial = random_weights(6)
+    alone, _ = fit_recipe(samples, initial, recipe)
+    head, factor = fit_recipe(samples, initial, recipe, augmented=views)
+    assert any(not np.array_equal(alone[k], head[k]) for k in head)  # the views were trained on
+    # The same training without the rescale, then the rescale fitted on `samples` only.
+    unscaled, one = fit_recipe(samples, initial, dataclasses.replace(recipe, rescale=False), augmented=views)
+    expected, expected_factor = rescale_output(unscaled, samples)
+    assert one == 1.0
+    assert factor == pytest.approx(expected_factor, rel=1e-6)
+    for key in head:
+        np.testing.assert_allclose(head[key], expected[key], rtol=1e-6)

@@ -42,3 +42,16 @@ def test_another_trainer_version_is_not_current(tmp_path: Path) -> None:
 def test_info_without_its_model_is_not_current(tmp_path: Path) -> None:
     write_model(tmp_path, RECIPE.to_dict(), TRAINER_VERSION, onnx=False)
     assert not is_current(RECIPE, tmp_path)
+
+
+def test_a_recipe_with_augment_scales_is_current_after_its_json_round_trip(tmp_path: Path) -> None:
+    recipe = dataclasses.replace(RECIPE, augment_scales=(0.75, 1.0))
+    write_model(tmp_path, recipe.to_dict(), TRAINER_VERSION)  # JSON makes the tuple a list
+    assert is_current(recipe, tmp_path)
+    assert not is_current(dataclasses.replace(recipe, augment_scales=(1.0,)), tmp_path)
+
+
+def test_a_model_trained_before_augment_scales_existed_stays_current(tmp_path: Path) -> None:
+    assert "augment_scales" not in RECIPE.to_dict()  # the shipped recipes do not augment
+    write_model(tmp_path, RECIPE.to_dict(), TRAINER_VERSION)
+    assert is_current(RECIPE, tmp_path)

@@ -41,6 +41,10 @@ class TrainRecipe:
     input_scale: float = 1.0
     """Pictures are enlarged by this before the network, in training and at run time (the model
     carries it): far-away people become big enough for CSRNet to see."""
+    augment_scales: tuple[float, ...] = ()
+    """Each training picture is also shown enlarged by each of these factors instead of
+    `input_scale` (in training only): the same crowds at other sizes, so that the head meets
+    small, packed people (a far crowd) not only where the training frames happen to hold them."""
     epochs: int = 30
     lr: float = 1e-4
     sigma_cells: float = 1.5
@@ -64,7 +68,12 @@ class TrainRecipe:
         return f"crowdwatch models train {self.name} --data ../shared/data/{self.dataset}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.augment_scales:
+            out["augment_scales"] = list(self.augment_scales)  # as JSON reads it back (is_current)
+        else:  # a field added later: models trained before it stay current
+            del out["augment_scales"]
+        return out
 
 
 RECIPES: Mapping[str, TrainRecipe] = MappingProxyType(

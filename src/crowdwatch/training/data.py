@@ -54,3 +54,20 @@ def predicted_counts(maps: Sequence[np.ndarray], samples: Sequence[Sample]) -> n
     return np.asarray(
         [float((m.astype(np.float64) * s.weights).sum()) for m, s in zip(maps, samples, strict=True)]
     )
+
+
+def load_augmented(
+    folder: LabeledFolder,
+    items: Sequence[LabeledItem],
+    trunks: Sequence[TrunkFeatures],
+    sigma_cells: float,
+    progress: Callable[[int, int, LabeledItem], None] | None = None,
+) -> list[list[Sample]]:
+    """Per picture of `items`, its samples at each of `trunks`' scales (augmentation), in order:
+    the lists line up with `items`, so a fold's pictures pick their own."""
+    out = []
+    for i, item in enumerate(items):
+        out.append([load_sample(folder, item, trunk, sigma_cells) for trunk in trunks])
+        if progress is not None:
+            progress(i + 1, len(items), item)
+    return out

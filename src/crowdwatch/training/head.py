@@ -291,11 +291,15 @@ def fit_recipe(
     initial: Mapping[str, npt.NDArray[np.generic]],
     recipe: TrainRecipe,
     *,
+    augmented: Sequence[Sample] = (),
     progress: Callable[[int, float], None] | None = None,
 ) -> tuple[dict[str, FloatArray], float]:
-    """Train the head as `recipe` says (then rescale it when the recipe asks); the head's
-    tensors and the rescale factor (1 without rescaling)."""
-    head = train_head(samples, initial, settings_of(recipe), split=recipe.split, progress=progress)
+    """Train the head as `recipe` says on `samples` and `augmented` (the same pictures at the
+    recipe's `augment_scales`), then rescale it, when the recipe asks, on `samples` alone: the
+    scale it runs at. The head's tensors and the rescale factor (1 without rescaling)."""
+    head = train_head(
+        [*samples, *augmented], initial, settings_of(recipe), split=recipe.split, progress=progress
+    )
     if not recipe.rescale:
         return head, 1.0
     return rescale_output(head, samples, split=recipe.split)

@@ -107,9 +107,9 @@ def train_recipe(
     """Train `recipe` on the labeled folder `data` into `models_dir`; see the module doc."""
     import torch
 
-    from crowdwatch.training.data import load_samples, predicted_counts
+    from crowdwatch.training.data import load_augmented, load_samples, predicted_counts
     from crowdwatch.training.features import TrunkFeatures
-    from crowdwatch.training.head import fit_recipe, predict_maps
+    from crowdwatch.training.head import Sample, fit_recipe, predict_maps
 
     started = time.monotonic()
     folder = open_folder(data)
@@ -139,12 +139,24 @@ def train_recipe(
 
     say(f"{recipe.name}: trunk features of {len(train_items)} training pictures (cache {trunk.cache_dir})")
     samples = load_samples(folder, train_items, trunk, recipe.sigma_cells, progress)
+    augmented: list[Sample] = []
+    if recipe.augment_scales:
+        say(f"{recipe.name}: the same pictures at {', '.join(f'{s:g}x' for s in recipe.augment_scales)}")
+        extra = [
+            TrunkFeatures(npz, features_dir, split=recipe.split, threads=threads, scale=scale)
+            for scale in recipe.augment_scales
+        ]
+        per_item = load_augmented(folder, train_items, extra, recipe.sigma_cells, progress)
+        augmented = [sample for views in per_item for sample in views]
+        for t in extra:
+            t.close()
     epochs = recipe.epochs
     say(f"{recipe.name}: training the head ({epochs} epochs, {threads} threads)")
     head, factor = fit_recipe(
         samples,
         weights,
         recipe,
+        augmented=augmented,
         progress=lambda e, loss: (
             say(f"  epoch {e}/{epochs} loss {loss:.4f}") if e % 5 == 0 or e == epochs else None
         ),
