@@ -163,3 +163,22 @@ def test_an_unreachable_redis_stores_nothing_of_the_batch() -> None:
         store.apply_events(MIXED, Decide(), T0)
     assert failed.value.applied == []
     assert isinstance(failed.value.cause, redis.ConnectionError)
+
+
+def test_foreign_data_at_an_alerts_key_stops_the_batch_before_anything_is_written(
+    stores: Callable[[], RedisAlertStore], client: redis.Redis
+) -> None:
+    store = stores()
+    event = crowd_event(zone_id="gate")
+    client.set(store.keys.alert(event.episode_key), "not an alert")
+    with pytest.raises(BatchApplyError, match="WRONGTYPE") as failed:
+        store.apply_events([event], Decide(), T0)
+    assert failed.value.applied == []
+    # Refused while reading (the record is read before it is written): no dedupe mark, no
+    # stream entry, so the redelivered event is applied once the key is cleared.
+    assert sorted(client.scan_iter(match=f"{store.keys.prefix}:*")) == [store.keys.alert(event.episode_key)]
+    client.delete(store.keys.alert(event.episode_key))
+    (change,) = store.apply_events([event], Decide(), T0)
+    assert change is not None
+    assert change.kind == "created"
+    assert store.get(event.episode_key) == change.alert
