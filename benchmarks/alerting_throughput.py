@@ -965,8 +965,19 @@ def main(argv: list[str] | None = None) -> int:
             store_kind == "memory" or args.redis is not None
         )
 
-    pairs = [x for x in args.pairs.split(",") if x and available(x)]
-    live_pairs = [] if args.no_live else [x for x in args.live_pairs.split(",") if x and available(x)]
+    asked = [x for x in args.pairs.split(",") if x]
+    asked_live = [] if args.no_live else [x for x in args.live_pairs.split(",") if x]
+    pairs = [x for x in asked if available(x)]
+    live_pairs = [x for x in asked_live if available(x)]
+    skipped = sorted({x for x in asked + asked_live if not available(x)})
+    if args.profile is not None and not available("kafka/redis"):
+        skipped.append("the profile (a kafka/redis drain)")
+    if skipped:
+        print(
+            f"skipped, no Kafka or Redis given: {', '.join(skipped)} (pass --kafka/--redis or set "
+            "CROWDWATCH_KAFKA/CROWDWATCH_REDIS: `scripts/services start` writes them to run/services.env)",
+            file=sys.stderr,
+        )
     backends = Backends(args.kafka, args.redis)
     events, mix = encoded_events(args.events, args)
     report: dict[str, Any] = {
