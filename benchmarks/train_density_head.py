@@ -290,10 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     pool_items = pool_items[:: max(recipe.every, 1)]
     print(f"{recipe.name}: features of {len(pool_items)} pictures (cache {trunk.cache_dir})", file=sys.stderr)
     pool = load_samples(folder, pool_items, trunk, recipe.sigma_cells)
-    extra_trunks = [
-        TrunkFeatures(npz, args.features_dir, split=recipe.split, threads=args.threads, scale=scale)
-        for scale in recipe.augment_scales
-    ]
+    extra_trunks = [trunk.at_scale(scale) for scale in recipe.augment_scales]
     if extra_trunks:
         print(f"  and at {', '.join(f'{t.scale:g}x' for t in extra_trunks)}", file=sys.stderr)
     views = load_augmented(folder, pool_items, extra_trunks, recipe.sigma_cells)

@@ -211,3 +211,15 @@ def test_augmented_views_are_trained_on_but_the_rescale_fits_the_run_time_scale_
     assert factor == pytest.approx(expected_factor, rel=1e-6)
     for key in head:
         np.testing.assert_allclose(head[key], expected[key], rtol=1e-6)
+
+
+def test_a_trunk_at_another_scale_shares_its_weights_cache_root_and_split(tmp_path: Path) -> None:
+    from crowdwatch.training.features import TrunkFeatures
+
+    npz = tmp_path / "weights.npz"
+    np.savez(npz, x=np.zeros(1))
+    trunk = TrunkFeatures(npz, tmp_path / "cache", split="backend.4", threads=1, scale=1.5)
+    other = trunk.at_scale(0.75)
+    assert (other.weights_npz, other.split, other.scale) == (npz, "backend.4", 0.75)
+    assert other.cache_dir.parent == trunk.cache_dir.parent
+    assert other.cache_dir.name == trunk.cache_dir.name.replace("-x1.5", "-x0.75")

@@ -76,6 +76,12 @@ class TrunkFeatures:
         self._threads = threads
         self._session: ort.InferenceSession | None = None
 
+    def at_scale(self, scale: float) -> TrunkFeatures:
+        """The same trunk (weights, cache root, split, threads) seeing pictures at `scale`."""
+        return TrunkFeatures(
+            self.weights_npz, self.cache_dir.parent, split=self.split, threads=self._threads, scale=scale
+        )
+
     def _run(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         if self._session is None:  # built on the first cache miss only
             model = build_model(load_weights(self.weights_npz), until=self.split)

@@ -142,10 +142,7 @@ def train_recipe(
     augmented: list[Sample] = []
     if recipe.augment_scales:
         say(f"{recipe.name}: the same pictures at {', '.join(f'{s:g}x' for s in recipe.augment_scales)}")
-        extra = [
-            TrunkFeatures(npz, features_dir, split=recipe.split, threads=threads, scale=scale)
-            for scale in recipe.augment_scales
-        ]
+        extra = [trunk.at_scale(scale) for scale in recipe.augment_scales]
         per_item = load_augmented(folder, train_items, extra, recipe.sigma_cells, progress)
         augmented = [sample for views in per_item for sample in views]
         for t in extra:
