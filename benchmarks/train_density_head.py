@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import sys
 import time
@@ -37,6 +36,7 @@ from crowdwatch.core.density import DensityCalibration, DensityMap
 from crowdwatch.detectors.catalog import default_models_dir, fetch, get_entry, member_path
 from crowdwatch.detectors.csrnet_onnx import load_weights
 from crowdwatch.detectors.trained import BASE_MODEL, RECIPES, TrainRecipe
+from crowdwatch.evaluation.folds import folds as cv_folds
 from crowdwatch.evaluation.labeled import LabeledFolder, LabeledItem, open_folder, parse_ranges
 from crowdwatch.evaluation.metrics import CountErrors
 from crowdwatch.training.data import load_augmented, load_samples, predicted_counts
@@ -95,38 +95,10 @@ def with_overrides(recipe: TrainRecipe, pairs: Sequence[str]) -> TrainRecipe:
 def folds(
     items: Sequence[LabeledItem], spec: str, margin: int, seed: int
 ) -> list[tuple[list[int], list[int]]]:
-    """(train indices, test indices) per fold. blocks:K cuts the (ordered) items into K contiguous
-    runs and drops `margin` frame numbers on both sides of each test run from its training set;
-    kfold:K deals a seeded shuffle into K folds."""
-    kind, _, k_text = spec.partition(":")
-    k = int(k_text)
-    n = len(items)
-    if k < 2 or k > n:
-        raise SystemExit(f"--cv {spec}: need 2 <= K <= {n}")
-    out = []
-    if kind == "blocks":
-        frames = [it.frame_number for it in items]
-        if any(f is None for f in frames):
-            raise SystemExit("--cv blocks needs numbered frames")
-        bounds = np.linspace(0, n, k + 1).round().astype(int)
-        for lo, hi in itertools.pairwise(bounds.tolist()):
-            test = list(range(lo, hi))
-            first, last = int(frames[lo] or 0), int(frames[hi - 1] or 0)
-            train = [
-                i
-                for i, f in enumerate(frames)
-                if not (lo <= i < hi) and f is not None and not (first - margin <= f <= last + margin)
-            ]
-            out.append((train, test))
-    elif kind == "kfold":
-        order = np.random.default_rng(seed).permutation(n)
-        for j in range(k):
-            test = sorted(int(i) for i in order[j::k])
-            held = set(test)
-            out.append(([i for i in range(n) if i not in held], test))
-    else:
-        raise SystemExit(f"--cv {spec}: use blocks:K or kfold:K")
-    return out
+    try:
+        return cv_folds(items, spec, margin, seed)
+    except ValueError as exc:
+        raise SystemExit(f"--cv: {exc}") from None
 
 
 def errors(predicted: Floats, true: Floats) -> dict[str, float]:

@@ -262,15 +262,26 @@ def rescale_output(
         [float((m.astype(np.float64) * s.weights).sum()) for m, s in zip(maps, samples, strict=True)]
     )
     true = np.asarray([s.count for s in samples], dtype=np.float64)
+    factor = least_squares_factor(predicted, true)
+    return scale_layer(head_weights, head_specs(split)[-1].key, factor), factor
+
+
+def least_squares_factor(predicted: npt.NDArray[np.float64], true: npt.NDArray[np.float64]) -> float:
+    """The factor through the origin that best turns `predicted` into `true` (1 when undefined
+    or not positive)."""
     denominator = float(predicted @ predicted)
     factor = float(predicted @ true) / denominator if denominator > 0 else 1.0
-    if not np.isfinite(factor) or factor <= 0:
-        factor = 1.0
-    last = head_specs(split)[-1].key
-    out = {k: np.asarray(v, dtype=np.float32).copy() for k, v in head_weights.items()}
-    out[f"{last}.weight"] = (out[f"{last}.weight"] * np.float32(factor)).astype(np.float32)
-    out[f"{last}.bias"] = (out[f"{last}.bias"] * np.float32(factor)).astype(np.float32)
-    return out, factor
+    return factor if np.isfinite(factor) and factor > 0 else 1.0
+
+
+def scale_layer(
+    weights: Mapping[str, npt.NDArray[np.generic]], key: str, factor: float
+) -> dict[str, FloatArray]:
+    """A float32 copy of `weights` with layer `key` (the last: every count scales) times `factor`."""
+    out = {k: np.asarray(v, dtype=np.float32).copy() for k, v in weights.items()}
+    out[f"{key}.weight"] = (out[f"{key}.weight"] * np.float32(factor)).astype(np.float32)
+    out[f"{key}.bias"] = (out[f"{key}.bias"] * np.float32(factor)).astype(np.float32)
+    return out
 
 
 def settings_of(recipe: TrainRecipe) -> TrainSettings:

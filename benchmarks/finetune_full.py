@@ -1,0 +1,255 @@
+"""Cross-validated accuracy of CSRNet with every layer fine-tuned (`crowdwatch.training.full`), on
+the folds `train_density_head.py` uses, so the two trainers' errors line up picture for picture.
+Meant for a CUDA GPU (hours per epoch on a 2-core CPU); `scripts/gpu/finetune` packs what a GPU
+machine without network needs and runs this there.
+
+    # ShanghaiTech B, fold 1 of the head's 5-fold split (seed 0), 100 epochs on a GPU
+    .venv/bin/python benchmarks/finetune_full.py --data ../shared/data/shanghaitech_partB_train \\
+        --cv kfold:5 --folds 1 --epochs 100 --json /tmp/full_shtb.json
+
+    # a smoke run on the CPU: 6 pictures, 1 epoch of small windows
+    .venv/bin/python benchmarks/finetune_full.py --data ../shared/data/shanghaitech_partB_train \\
+        --cv kfold:3 --folds 1 --limit 6 --epochs 1 --crop 0.125 --context 2 --device cpu
+
+Each fold reports the catalog CSRNet's error on its test pictures next to the fine-tuned one's;
+`--eval-every N` also scores the test pictures every N epochs (diagnostics only: the headline is
+the last epoch of the run asked for, chosen before it ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crowdwatch.detectors.catalog import default_models_dir, fetch, get_entry, member_path
+from crowdwatch.detectors.csrnet_onnx import load_weights
+from crowdwatch.detectors.trained import BASE_MODEL
+from crowdwatch.evaluation.folds import folds
+from crowdwatch.evaluation.labeled import open_folder
+from crowdwatch.evaluation.metrics import CountErrors
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="a labeled folder (index.json)")
+    p.add_argument("--cv", default="kfold:5", help="blocks:K or kfold:K (default kfold:5)")
+    p.add_argument("--seed", type=int, default=0, help="fold shuffle and training seed (default 0)")
+    p.add_argument("--margin", type=int, default=10, help="blocks: frames left out around a test block")
+    p.add_argument("--folds", default="", help="which folds to run, e.g. 1 or 1,3 (default all)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N pictures (smoke runs)")
+    p.add_argument(
+        "--weights", type=Path, default=None, help="starting state_dict .npz (default the catalog's)"
+    )
+    p.add_argument("--models-dir", type=Path, default=None)
+    p.add_argument("--device", default=None, help="cuda or cpu (default cuda when there)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-6)
+    p.add_argument("--frontend-lr", type=float, default=1.0, help="front end's lr as a fraction of --lr")
+    p.add_argument("--count-weight", type=float, default=5.0)
+    p.add_argument("--block", type=int, default=5)
+    p.add_argument("--crop", type=float, default=0.5)
+    p.add_argument("--context", type=int, default=8, help="cells of context around a window")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=5, help="epochs of linear learning-rate rise")
+    p.add_argument("--no-flip", action="store_true", help="no mirrored windows")
+    p.add_argument("--sigma", type=float, default=1.5, help="head spread in map cells")
+    p.add_argument("--scale", type=float, default=1.0, help="input scale of the pictures")
+    p.add_argument(
+        "--rescale", action="store_true", help="fold the least-squares factor on the training pictures"
+    )
+    p.add_argument(
+        "--eval-every", type=int, default=0, metavar="N", help="score the test pictures every N epochs"
+    )
+    p.add_argument("--json", type=Path, default=None, help="write the summary here")
+    return p
+
+
+def _errors(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    e = CountErrors.of(predicted, true)
+    return {
+        "mae": round(e.mae, 3),
+        "rmse": round(e.rmse, 3),
+        "mean_signed_error": round(e.mean_signed_error, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import torch
+
+    from crowdwatch.training.full import (
+        FullSettings,
+        counts,
+        load_picture,
+        predict_maps_full,
+        rescale_full,
+        train_full,
+    )
+
+    torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.weights is not None:
+        npz = args.weights
+    else:
+        models_dir = args.models_dir or default_models_dir()
+        fetch(BASE_MODEL, models_dir)
+        npz = member_path(get_entry(BASE_MODEL), models_dir)
+    base = load_weights(npz)
+    settings = FullSettings(
+        epochs=args.epochs,
+        lr=args.lr,
+        frontend_lr=args.frontend_lr,
+        count_weight=args.count_weight,
+        block=args.block,
+        crop=args.crop,
+        context=args.context,
+        batch=args.batch,
+        warmup=args.warmup,
+        flip=not args.no_flip,
+        seed=args.seed,
+    )
+    folder = open_folder(args.data)
+    items = folder.select(limit=args.limit)
+    started = time.monotonic()
+    pictures = [load_picture(folder, it, args.sigma, args.scale) for it in items]
+    print(
+        f"{len(pictures)} pictures loaded in {time.monotonic() - started:.1f} s; device {device}",
+        file=sys.stderr,
+    )
+    try:
+        split = folds(items, args.cv, args.margin, args.seed)
+    except ValueError as exc:
+        raise SystemExit(f"--cv: {exc}") from None
+    wanted = [int(f) for f in args.folds.split(",") if f] or list(range(1, len(split) + 1))
+    summary: dict[str, Any] = {
+        "data": str(folder.root),
+        "dataset": folder.dataset,
+        "cv": args.cv,
+        "seed": args.seed,
+        "settings": dataclasses.asdict(settings),
+        "scale": args.scale,
+        "sigma": args.sigma,
+        "rescale": args.rescale,
+        "device": device if device == "cpu" else torch.cuda.get_device_name(device),
+        "torch": torch.__version__,
+        "folds": [],
+    }
+    pooled: dict[str, list[float]] = {"raw": [], "trained": [], "true": []}
+    for number in wanted:
+        train_idx, test_idx = split[number - 1]
+        train = [pictures[i] for i in train_idx]
+        test = [pictures[i] for i in test_idx]
+        true = np.asarray([p.count for p in test])
+        raw = counts(predict_maps_full(base, test, device=device), test)
+        curve = _Curve(number, settings.epochs)
+        trained = train_full(
+            train,
+            base,
+            settings,
+            device=device,
+            progress=curve.progress,
+            snapshot=_Checkpoints(test, true, device, curve.rows),
+            snapshot_every=args.eval_every,
+        )
+        train_s = time.monotonic() - curve.started
+        factor = 1.0
+        if args.rescale:
+            trained, factor = rescale_full(trained, train, device=device)
+        predicted = counts(predict_maps_full(trained, test, device=device), test)
+        fold: dict[str, Any] = {
+            "fold": number,
+            "n_train": len(train),
+            "n_test": len(test),
+            "raw": _errors(raw, true),
+            "trained": _errors(predicted, true),
+            "rescale": round(factor, 4),
+            "train_seconds": round(train_s, 1),
+            "curve": curve.rows,
+            "test": [
+                {
+                    "name": items[i].name,
+                    "true": float(t),
+                    "raw": round(float(r), 2),
+                    "trained": round(float(p), 2),
+                }
+                for i, t, r, p in zip(test_idx, true, raw, predicted, strict=True)
+            ],
+        }
+        summary["folds"].append(fold)
+        pooled["raw"] += raw.tolist()
+        pooled["trained"] += predicted.tolist()
+        pooled["true"] += true.tolist()
+        print(
+            f"fold {number}: MAE catalog {fold['raw']['mae']:.2f} -> fine-tuned {fold['trained']['mae']:.2f} "
+            f"(bias {fold['trained']['mean_signed_error']:+.2f}, n={len(test)}, {train_s:.0f} s training)",
+            file=sys.stderr,
+        )
+        if args.json:  # after every fold: a run cut short still leaves what it finished
+            _write(args.json, summary, pooled)
+    _write(args.json, summary, pooled)
+    return 0
+
+
+class _Curve:
+    """Each epoch's mean loss and time, printed every 10 epochs."""
+
+    def __init__(self, fold: int, epochs: int) -> None:
+        self.fold, self.epochs = fold, epochs
+        self.started = time.monotonic()
+        self.rows: list[dict[str, float]] = []
+
+    def progress(self, epoch: int, loss: float) -> None:
+        seconds = time.monotonic() - self.started
+        if epoch == 1 or epoch % 10 == 0 or epoch == self.epochs:
+            print(
+                f"  fold {self.fold} epoch {epoch}/{self.epochs} loss {loss:.3f} ({seconds:.0f} s)",
+                file=sys.stderr,
+            )
+        self.rows.append({"epoch": epoch, "loss": round(loss, 4), "seconds": round(seconds, 1)})
+
+
+class _Checkpoints:
+    """Scores the test pictures at a snapshot (diagnostics: nothing is chosen by it)."""
+
+    def __init__(self, test: list[Any], true: np.ndarray, device: str, curve: list[dict[str, float]]) -> None:
+        self.test, self.true, self.device, self.curve = test, true, device, curve
+
+    def __call__(self, epoch: int, weights: dict[str, np.ndarray]) -> None:
+        from crowdwatch.training.full import counts, predict_maps_full
+
+        predicted = counts(predict_maps_full(weights, self.test, device=self.device), self.test)
+        e = _errors(predicted, self.true)
+        print(
+            f"    epoch {epoch}: test MAE {e['mae']:.2f} (bias {e['mean_signed_error']:+.2f})",
+            file=sys.stderr,
+        )
+        for row in self.curve:
+            if row["epoch"] == epoch:
+                row["test_mae"] = e["mae"]
+
+
+def _write(path: Path | None, summary: dict[str, Any], pooled: dict[str, list[float]]) -> None:
+    if pooled["true"]:
+        true = np.asarray(pooled["true"])
+        summary["pooled"] = {
+            "n": len(true),
+            "raw": _errors(np.asarray(pooled["raw"]), true),
+            "trained": _errors(np.asarray(pooled["trained"]), true),
+        }
+    if path is None:
+        print(json.dumps(summary.get("pooled", {}), indent=1))
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The GPU fine-tuning run end to end on the CPU, on a toy labeled folder: the weights survive the
+trip `scripts/gpu_weights.py` packs them for, and `benchmarks/finetune_full.py` trains, scores and
+writes every fold. A GPU session has minutes: a crash there must have been caught here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")  # the training extra (PyTorch) is installed with ultralytics
+
+from csrnet_weights import random_weights
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def save(path: Path, weights: dict[str, np.ndarray]) -> None:
+    with path.open("wb") as f:
+        np.savez(f, *(), **weights)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
+
+
+def toy_folder(root: Path, n: int = 4) -> None:
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    items = []
+    for i in range(1, n + 1):
+        name = f"IMG_{i}"
+        image = rng.integers(0, 60, (48, 64, 3), dtype=np.uint8)
+        points = rng.uniform(5, 40, (2 + i, 2)).round(1).tolist()
+        for x, y in points:
+            image[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3] = 230
+        cv2.imwrite(str(root / "images" / f"{name}.png"), image)
+        ann = {"image": f"{name}.png", "count": len(points), "points": points, "width": 64, "height": 48}
+        (root / "annotations" / f"{name}.json").write_text(json.dumps(ann))
+        items.append(
+            {"image": f"images/{name}.png", "annotation": f"annotations/{name}.json", "count": len(points)}
+        )
+    (root / "index.json").write_text(json.dumps({"meta": {"dataset": "toy"}, "items": items}))
+
+
+def test_packed_weights_come_back_as_the_same_network_in_float16(tmp_path: Path) -> None:
+    weights = random_weights(2)
+    save(tmp_path / "w.npz", weights)
+    script = str(ROOT / "scripts" / "gpu_weights.py")
+    subprocess.run(
+        [sys.executable, script, "pack", str(tmp_path / "w.npz"), str(tmp_path / "w.xz")], check=True
+    )
+    subprocess.run(
+        [sys.executable, script, "unpack", str(tmp_path / "w.xz"), str(tmp_path / "back.npz")], check=True
+    )
+    with np.load(tmp_path / "back.npz") as back:
+        assert sorted(back.files) == sorted(weights)
+        for key, value in weights.items():
+            assert back[key].dtype == np.float32
+            np.testing.assert_array_equal(back[key], value.astype(np.float16).astype(np.float32))
+    assert (tmp_path / "w.xz").stat().st_size < 0.5 * (tmp_path / "w.npz").stat().st_size
+
+
+def test_the_cross_validated_run_trains_scores_and_writes_every_fold(tmp_path: Path) -> None:
+    toy_folder(tmp_path / "toy")
+    save(tmp_path / "w.npz", random_weights(0))
+    out = tmp_path / "out.json"
+    args = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "finetune_full.py"),
+        "--data",
+        str(tmp_path / "toy"),
+        "--weights",
+        str(tmp_path / "w.npz"),
+        "--device",
+        "cpu",
+        "--cv",
+        "kfold:2",
+        "--epochs",
+        "2",
+        "--crop",
+        "0.5",
+        "--context",
+        "1",
+        "--batch",
+        "2",
+        "--eval-every",
+        "1",
+        "--rescale",
+        "--json",
+        str(out),
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(out.read_text())
+    assert [f["fold"] for f in summary["folds"]] == [1, 2]
+    assert sorted(t["name"] for f in summary["folds"] for t in f["test"]) == [
+        "IMG_1",
+        "IMG_2",
+        "IMG_3",
+        "IMG_4",
+    ]
+    assert summary["pooled"]["n"] == 4
+    for fold in summary["folds"]:
+        assert [row["epoch"] for row in fold["curve"]] == [1, 2]
+        assert all("test_mae" in row for row in fold["curve"])
+        assert fold["rescale"] > 0
+        assert fold["trained"]["mae"] >= 0
+    assert summary["settings"]["epochs"] == 2
+    assert "fold 2: MAE catalog" in done.stderr
