@@ -32,7 +32,7 @@ from crowdwatch.detectors.catalog import default_models_dir, fetch, get_entry, m
 from crowdwatch.detectors.csrnet_onnx import load_weights
 from crowdwatch.detectors.trained import BASE_MODEL
 from crowdwatch.evaluation.folds import folds
-from crowdwatch.evaluation.labeled import open_folder
+from crowdwatch.evaluation.labeled import open_folder, parse_ranges
 from crowdwatch.evaluation.metrics import CountErrors
 
 
@@ -42,7 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cv", default="kfold:5", help="blocks:K or kfold:K (default kfold:5)")
     p.add_argument("--seed", type=int, default=0, help="fold shuffle and training seed (default 0)")
     p.add_argument("--margin", type=int, default=10, help="blocks: frames left out around a test block")
-    p.add_argument("--folds", default="", help="which folds to run, e.g. 1 or 1,3 (default all)")
+    p.add_argument("--folds", default="", help="which folds to run, e.g. 1 or 1,3 (default all; none: no CV)")
+    p.add_argument("--train-frames", default="", help="the pool: these frame ranges only (default all)")
+    p.add_argument("--every", type=int, default=1, help="thin the pool to every n-th picture")
+    p.add_argument("--test", default="", help="frames scored by a model trained on the whole pool")
+    p.add_argument("--test-every", type=int, default=1, help="score every n-th of the --test frames")
     p.add_argument("--limit", type=int, default=None, help="use only the first N pictures (smoke runs)")
     p.add_argument(
         "--weights", type=Path, default=None, help="starting state_dict .npz (default the catalog's)"
@@ -85,14 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import torch
 
-    from crowdwatch.training.full import (
-        FullSettings,
-        counts,
-        load_picture,
-        predict_maps_full,
-        rescale_full,
-        train_full,
-    )
+    from crowdwatch.training.full import FullSettings, load_picture
 
     torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -117,18 +114,26 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     folder = open_folder(args.data)
-    items = folder.select(limit=args.limit)
+    items = folder.select(parse_ranges(args.train_frames) if args.train_frames else None, limit=args.limit)
+    items = items[:: max(args.every, 1)]
+    held = folder.select(parse_ranges(args.test))[:: max(args.test_every, 1)] if args.test else []
+    if {it.name for it in held} & {it.name for it in items}:
+        raise SystemExit("--test frames overlap the training pool")
     started = time.monotonic()
     pictures = [load_picture(folder, it, args.sigma, args.scale) for it in items]
     print(
         f"{len(pictures)} pictures loaded in {time.monotonic() - started:.1f} s; device {device}",
         file=sys.stderr,
     )
-    try:
-        split = folds(items, args.cv, args.margin, args.seed)
-    except ValueError as exc:
-        raise SystemExit(f"--cv: {exc}") from None
-    wanted = [int(f) for f in args.folds.split(",") if f] or list(range(1, len(split) + 1))
+    if args.folds == "none":
+        wanted: list[int] = []
+        split: list[tuple[list[int], list[int]]] = []
+    else:
+        try:
+            split = folds(items, args.cv, args.margin, args.seed)
+        except ValueError as exc:
+            raise SystemExit(f"--cv: {exc}") from None
+        wanted = [int(f) for f in args.folds.split(",") if f] or list(range(1, len(split) + 1))
     summary: dict[str, Any] = {
         "data": str(folder.root),
         "dataset": folder.dataset,
@@ -142,30 +147,62 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "folds": [],
     }
+    run = _Runner(base, settings, device, args.rescale, args.eval_every)
     pooled: dict[str, list[float]] = {"raw": [], "trained": [], "true": []}
     for number in wanted:
         train_idx, test_idx = split[number - 1]
-        train = [pictures[i] for i in train_idx]
-        test = [pictures[i] for i in test_idx]
+        fold = run(
+            f"fold {number}",
+            [pictures[i] for i in train_idx],
+            [pictures[i] for i in test_idx],
+            [items[i].name for i in test_idx],
+        )
+        summary["folds"].append({"fold": number, **fold})
+        for key in pooled:
+            pooled[key] += [t[key] for t in fold["test"]]
+        if args.json:  # after every fold: a run cut short keeps what it finished
+            _write(args.json, summary, pooled)
+    if held:
+        held_pictures = [load_picture(folder, it, args.sigma, args.scale) for it in held]
+        summary["held_out"] = {
+            "frames": args.test,
+            "every": args.test_every,
+            **run("held-out", pictures, held_pictures, [it.name for it in held]),
+        }
+    _write(args.json, summary, pooled)
+    return 0
+
+
+class _Runner:
+    """Trains on some pictures and scores others, next to the starting network."""
+
+    def __init__(
+        self, base: dict[str, Any], settings: Any, device: str, rescale: bool, eval_every: int
+    ) -> None:
+        self.base, self.settings, self.device = base, settings, device
+        self.rescale, self.eval_every = rescale, eval_every
+
+    def __call__(self, label: str, train: list[Any], test: list[Any], names: list[str]) -> dict[str, Any]:
+        from crowdwatch.training.full import counts, predict_maps_full, rescale_full, train_full
+
         true = np.asarray([p.count for p in test])
-        raw = counts(predict_maps_full(base, test, device=device), test)
-        curve = _Curve(number, settings.epochs)
+        raw = counts(predict_maps_full(self.base, test, device=self.device), test)
+        curve = _Curve(label, self.settings.epochs)
         trained = train_full(
             train,
-            base,
-            settings,
-            device=device,
+            self.base,
+            self.settings,
+            device=self.device,
             progress=curve.progress,
-            snapshot=_Checkpoints(test, true, device, curve.rows),
-            snapshot_every=args.eval_every,
+            snapshot=_Checkpoints(test, true, self.device, curve.rows),
+            snapshot_every=self.eval_every,
         )
         train_s = time.monotonic() - curve.started
         factor = 1.0
-        if args.rescale:
-            trained, factor = rescale_full(trained, train, device=device)
-        predicted = counts(predict_maps_full(trained, test, device=device), test)
-        fold: dict[str, Any] = {
-            "fold": number,
+        if self.rescale:
+            trained, factor = rescale_full(trained, train, device=self.device)
+        predicted = counts(predict_maps_full(trained, test, device=self.device), test)
+        result: dict[str, Any] = {
             "n_train": len(train),
             "n_test": len(test),
             "raw": _errors(raw, true),
@@ -174,35 +211,23 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds": round(train_s, 1),
             "curve": curve.rows,
             "test": [
-                {
-                    "name": items[i].name,
-                    "true": float(t),
-                    "raw": round(float(r), 2),
-                    "trained": round(float(p), 2),
-                }
-                for i, t, r, p in zip(test_idx, true, raw, predicted, strict=True)
+                {"name": n, "true": float(t), "raw": round(float(r), 2), "trained": round(float(p), 2)}
+                for n, t, r, p in zip(names, true, raw, predicted, strict=True)
             ],
         }
-        summary["folds"].append(fold)
-        pooled["raw"] += raw.tolist()
-        pooled["trained"] += predicted.tolist()
-        pooled["true"] += true.tolist()
         print(
-            f"fold {number}: MAE catalog {fold['raw']['mae']:.2f} -> fine-tuned {fold['trained']['mae']:.2f} "
-            f"(bias {fold['trained']['mean_signed_error']:+.2f}, n={len(test)}, {train_s:.0f} s training)",
+            f"{label}: MAE catalog {result['raw']['mae']:.2f} -> fine-tuned {result['trained']['mae']:.2f} "
+            f"(bias {result['trained']['mean_signed_error']:+.2f}, n={len(test)}, {train_s:.0f} s training)",
             file=sys.stderr,
         )
-        if args.json:  # after every fold: a run cut short still leaves what it finished
-            _write(args.json, summary, pooled)
-    _write(args.json, summary, pooled)
-    return 0
+        return result
 
 
 class _Curve:
     """Each epoch's mean loss and time, printed every 10 epochs."""
 
-    def __init__(self, fold: int, epochs: int) -> None:
-        self.fold, self.epochs = fold, epochs
+    def __init__(self, label: str, epochs: int) -> None:
+        self.label, self.epochs = label, epochs
         self.started = time.monotonic()
         self.rows: list[dict[str, float]] = []
 
@@ -210,7 +235,7 @@ class _Curve:
         seconds = time.monotonic() - self.started
         if epoch == 1 or epoch % 10 == 0 or epoch == self.epochs:
             print(
-                f"  fold {self.fold} epoch {epoch}/{self.epochs} loss {loss:.3f} ({seconds:.0f} s)",
+                f"  {self.label} epoch {epoch}/{self.epochs} loss {loss:.3f} ({seconds:.0f} s)",
                 file=sys.stderr,
             )
         self.rows.append({"epoch": epoch, "loss": round(loss, 4), "seconds": round(seconds, 1)})

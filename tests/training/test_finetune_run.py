@@ -110,3 +110,57 @@ def test_the_cross_validated_run_trains_scores_and_writes_every_fold(tmp_path: P
         assert fold["trained"]["mae"] >= 0
     assert summary["settings"]["epochs"] == 2
     assert "fold 2: MAE catalog" in done.stderr
+
+
+def test_a_held_out_stretch_is_scored_by_a_model_trained_on_the_whole_pool(tmp_path: Path) -> None:
+    toy_folder(tmp_path / "toy", n=6)
+    save(tmp_path / "w.npz", random_weights(0))
+    out = tmp_path / "out.json"
+    args = [
+        *("--data", str(tmp_path / "toy"), "--weights", str(tmp_path / "w.npz"), "--device", "cpu"),
+        *("--folds", "none", "--train-frames", "1-2,5-6", "--test", "3-4", "--epochs", "1", "--crop", "1"),
+        *("--json", str(out)),
+    ]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "finetune_full.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(out.read_text())
+    assert summary["folds"] == []
+    assert summary["held_out"]["n_train"] == 4
+    assert [t["name"] for t in summary["held_out"]["test"]] == ["IMG_3", "IMG_4"]
+    overlap = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "finetune_full.py"), *args[:-2], "--train-frames", "1-4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert overlap.returncode != 0
+    assert "overlap the training pool" in overlap.stderr
+
+
+def test_the_data_packer_keeps_only_the_thinned_frames_and_the_roi(tmp_path: Path) -> None:
+    toy_folder(tmp_path / "toy", n=8)
+    cv2.imwrite(str(tmp_path / "toy" / "roi_mask.png"), np.full((48, 64), 255, np.uint8))
+    script = str(ROOT / "scripts" / "gpu_pack_data.py")
+    dst = tmp_path / "packed"
+    subprocess.run(
+        [sys.executable, script, str(tmp_path / "toy"), str(dst), "--keep", "1-4:2", "--keep", "7-8:1"],
+        check=True,
+        capture_output=True,
+    )
+    index = json.loads((dst / "index.json").read_text())
+    assert [Path(e["image"]).stem for e in index["items"]] == ["IMG_1", "IMG_3", "IMG_7", "IMG_8"]
+    assert sorted(p.name for p in (dst / "images").iterdir()) == [
+        "IMG_1.png",
+        "IMG_3.png",
+        "IMG_7.png",
+        "IMG_8.png",
+    ]
+    assert (dst / "roi_mask.png").is_file()
+    assert index["meta"] == {"dataset": "toy"}
