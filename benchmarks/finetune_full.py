@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--eval-every", type=int, default=0, metavar="N", help="score the test pictures every N epochs"
     )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop (exit 3) once S seconds have gone, keeping the folds finished so far in --json",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the summary here")
     return p
 
@@ -147,8 +154,39 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "folds": [],
     }
-    run = _Runner(base, settings, device, args.rescale, args.eval_every)
+    deadline = time.monotonic() + args.time_limit if args.time_limit else None
+    run = _Runner(base, settings, device, args.rescale, args.eval_every, deadline)
     pooled: dict[str, list[float]] = {"raw": [], "trained": [], "true": []}
+    try:
+        _run_all(args, summary, pooled, run, split, wanted, items, pictures, held, folder)
+    except TimeLimitError as exc:
+        summary["stopped"] = str(exc)
+        _write(args.json, summary, pooled)
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 3
+    _write(args.json, summary, pooled)
+    return 0
+
+
+class TimeLimitError(Exception):
+    """--time-limit reached: a device call must end inside its limit with what it finished."""
+
+
+def _run_all(
+    args: argparse.Namespace,
+    summary: dict[str, Any],
+    pooled: dict[str, list[float]],
+    run: _Runner,
+    split: list[tuple[list[int], list[int]]],
+    wanted: list[int],
+    items: list[Any],
+    pictures: list[Any],
+    held: list[Any],
+    folder: Any,
+) -> None:
+    from crowdwatch.training.full import load_picture
+
+    """Each wanted fold, then the held-out stretch; `summary` and `pooled` grow as they finish."""
     for number in wanted:
         train_idx, test_idx = split[number - 1]
         fold = run(
@@ -169,25 +207,29 @@ def main(argv: list[str] | None = None) -> int:
             "every": args.test_every,
             **run("held-out", pictures, held_pictures, [it.name for it in held]),
         }
-    _write(args.json, summary, pooled)
-    return 0
 
 
 class _Runner:
     """Trains on some pictures and scores others, next to the starting network."""
 
     def __init__(
-        self, base: dict[str, Any], settings: Any, device: str, rescale: bool, eval_every: int
+        self,
+        base: dict[str, Any],
+        settings: Any,
+        device: str,
+        rescale: bool,
+        eval_every: int,
+        deadline: float | None,
     ) -> None:
         self.base, self.settings, self.device = base, settings, device
-        self.rescale, self.eval_every = rescale, eval_every
+        self.rescale, self.eval_every, self.deadline = rescale, eval_every, deadline
 
     def __call__(self, label: str, train: list[Any], test: list[Any], names: list[str]) -> dict[str, Any]:
         from crowdwatch.training.full import counts, predict_maps_full, rescale_full, train_full
 
         true = np.asarray([p.count for p in test])
         raw = counts(predict_maps_full(self.base, test, device=self.device), test)
-        curve = _Curve(label, self.settings.epochs)
+        curve = _Curve(label, self.settings.epochs, self.deadline)
         trained = train_full(
             train,
             self.base,
@@ -226,8 +268,8 @@ class _Runner:
 class _Curve:
     """Each epoch's mean loss and time, printed every 10 epochs."""
 
-    def __init__(self, label: str, epochs: int) -> None:
-        self.label, self.epochs = label, epochs
+    def __init__(self, label: str, epochs: int, deadline: float | None) -> None:
+        self.label, self.epochs, self.deadline = label, epochs, deadline
         self.started = time.monotonic()
         self.rows: list[dict[str, float]] = []
 
@@ -239,6 +281,8 @@ class _Curve:
                 file=sys.stderr,
             )
         self.rows.append({"epoch": epoch, "loss": round(loss, 4), "seconds": round(seconds, 1)})
+        if self.deadline is not None and time.monotonic() > self.deadline and epoch < self.epochs:
+            raise TimeLimitError(f"--time-limit reached in {self.label} at epoch {epoch} of {self.epochs}")
 
 
 class _Checkpoints:

@@ -164,3 +164,25 @@ def test_the_data_packer_keeps_only_the_thinned_frames_and_the_roi(tmp_path: Pat
     ]
     assert (dst / "roi_mask.png").is_file()
     assert index["meta"] == {"dataset": "toy"}
+
+
+def test_a_time_limit_stops_the_run_with_a_summary_that_says_so(tmp_path: Path) -> None:
+    toy_folder(tmp_path / "toy")
+    save(tmp_path / "w.npz", random_weights(0))
+    out = tmp_path / "out.json"
+    args = [
+        *("--data", str(tmp_path / "toy"), "--weights", str(tmp_path / "w.npz"), "--device", "cpu"),
+        *("--cv", "kfold:2", "--epochs", "3", "--crop", "1", "--time-limit", "0.01", "--json", str(out)),
+    ]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "finetune_full.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    summary = json.loads(out.read_text())
+    assert summary["stopped"] == "--time-limit reached in fold 1 at epoch 1 of 3"
+    assert summary["folds"] == []
+    assert "pooled" not in summary
