@@ -4,7 +4,7 @@
 what a CPU can afford (~1.8 TFLOP per 1024x768 picture forward and backward through the whole
 network: hours per epoch on two cores, about a second per epoch of 200 pictures on an H100).
 This trains the whole network, VGG front end included, from the same starting weights, on the
-same density targets (`targets`) and the same loss (`head.sample_loss`'s, here on pixels): its
+same density targets (`targets`) and the same loss (`head.window_loss`): its
 result is a full state_dict, built into the runtime ONNX by the same builder.
 
 A step takes `batch` random windows of `crop` of each side of a picture's map (allowed to hang
@@ -36,7 +36,7 @@ from crowdwatch.detectors.csrnet_onnx import (
 )
 from crowdwatch.detectors.density import network_input
 from crowdwatch.evaluation.labeled import LabeledFolder, LabeledItem
-from crowdwatch.training.head import block_sums, least_squares_factor, scale_layer
+from crowdwatch.training.head import least_squares_factor, scale_layer, window_loss
 from crowdwatch.training.targets import make_target, map_shape
 
 log = logging.getLogger(__name__)
@@ -210,25 +210,6 @@ class _OnDevice:
         self.density = torch.from_numpy(picture.density).to(device)
         self.weights = torch.from_numpy(picture.weights).to(device)
         self.cells = (int(picture.density.shape[0]), int(picture.density.shape[1]))
-
-
-def window_loss(
-    pred: torch.Tensor,
-    density: torch.Tensor,
-    weights: torch.Tensor,
-    count_weight: float,
-    block: int,
-    count_scale: float,
-) -> torch.Tensor:
-    """`head.sample_loss`'s loss on one scored window: squared error of the people per
-    `block` x `block` cells plus `count_weight` times the window's squared count error over
-    `count_scale` (the typical window count), cells weighted by their ROI share."""
-    diff = weights * (pred.float() - density)
-    if block > 1:
-        diff = block_sums(diff, block)
-    count_err = diff.sum()
-    loss: torch.Tensor = (diff**2).sum() + count_weight * count_err**2 / max(count_scale, 1.0)
-    return loss
 
 
 def lr_factor(steps: int, warmup: int) -> Callable[[int], float]:

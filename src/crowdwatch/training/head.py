@@ -170,7 +170,21 @@ def sample_loss(
     target = torch.from_numpy(np.ascontiguousarray(sample.density[rows, cols]))
     weights = torch.from_numpy(np.ascontiguousarray(sample.weights[rows, cols]))
     pred = head(feats)[0, 0, r0 - x0 : r1 - x0, c0 - y0 : c1 - y0]
-    diff = weights * (pred - target)
+    return window_loss(pred, target, weights, count_weight, block, count_scale)
+
+
+def window_loss(
+    pred: torch.Tensor,
+    density: torch.Tensor,
+    weights: torch.Tensor,
+    count_weight: float,
+    block: int,
+    count_scale: float,
+) -> torch.Tensor:
+    """The loss of `sample_loss` on predicted and target cells of one window (any dtype in,
+    float32 sums): squared error of the people per `block` x `block` cells plus `count_weight`
+    times the window's squared count error over `count_scale`, cells weighted by ROI share."""
+    diff = weights * (pred.float() - density)
     if block > 1:
         diff = block_sums(diff, block)
     count_err = diff.sum()
