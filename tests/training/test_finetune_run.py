@@ -25,6 +25,11 @@ def save(path: Path, weights: dict[str, np.ndarray]) -> None:
         np.savez(f, *(), **weights)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 
 
+def run_benchmark(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(ROOT / "benchmarks" / "finetune_full.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
 def toy_folder(root: Path, n: int = 4) -> None:
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)
@@ -67,32 +72,11 @@ def test_the_cross_validated_run_trains_scores_and_writes_every_fold(tmp_path: P
     toy_folder(tmp_path / "toy")
     save(tmp_path / "w.npz", random_weights(0))
     out = tmp_path / "out.json"
-    args = [
-        sys.executable,
-        str(ROOT / "benchmarks" / "finetune_full.py"),
-        "--data",
-        str(tmp_path / "toy"),
-        "--weights",
-        str(tmp_path / "w.npz"),
-        "--device",
-        "cpu",
-        "--cv",
-        "kfold:2",
-        "--epochs",
-        "2",
-        "--crop",
-        "0.5",
-        "--context",
-        "1",
-        "--batch",
-        "2",
-        "--eval-every",
-        "1",
-        "--rescale",
-        "--json",
-        str(out),
-    ]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    done = run_benchmark(
+        *("--data", str(tmp_path / "toy"), "--weights", str(tmp_path / "w.npz"), "--device", "cpu"),
+        *("--cv", "kfold:2", "--epochs", "2", "--crop", "0.5", "--context", "1", "--batch", "2"),
+        *("--eval-every", "1", "--rescale", "--json", str(out)),
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(out.read_text())
     assert [f["fold"] for f in summary["folds"]] == [1, 2]
@@ -121,25 +105,13 @@ def test_a_held_out_stretch_is_scored_by_a_model_trained_on_the_whole_pool(tmp_p
         *("--folds", "none", "--train-frames", "1-2,5-6", "--test", "3-4", "--epochs", "1", "--crop", "1"),
         *("--json", str(out)),
     ]
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "finetune_full.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_benchmark(*args)
     assert done.returncode == 0, done.stderr
     summary = json.loads(out.read_text())
     assert summary["folds"] == []
     assert summary["held_out"]["n_train"] == 4
     assert [t["name"] for t in summary["held_out"]["test"]] == ["IMG_3", "IMG_4"]
-    overlap = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "finetune_full.py"), *args[:-2], "--train-frames", "1-4"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    overlap = run_benchmark(*args[:-2], "--train-frames", "1-4")
     assert overlap.returncode != 0
     assert "overlap the training pool" in overlap.stderr
 
@@ -174,13 +146,7 @@ def test_a_time_limit_stops_the_run_with_a_summary_that_says_so(tmp_path: Path) 
         *("--data", str(tmp_path / "toy"), "--weights", str(tmp_path / "w.npz"), "--device", "cpu"),
         *("--cv", "kfold:2", "--epochs", "3", "--crop", "1", "--time-limit", "0.01", "--json", str(out)),
     ]
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "finetune_full.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_benchmark(*args)
     assert done.returncode == 3, done.stderr
     summary = json.loads(out.read_text())
     assert summary["stopped"] == "--time-limit reached in fold 1 at epoch 1 of 3"

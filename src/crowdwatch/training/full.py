@@ -36,7 +36,7 @@ from crowdwatch.detectors.csrnet_onnx import (
 )
 from crowdwatch.detectors.density import network_input
 from crowdwatch.evaluation.labeled import LabeledFolder, LabeledItem
-from crowdwatch.training.head import least_squares_factor, scale_layer, window_loss
+from crowdwatch.training.head import CsrnetHead, least_squares_factor, scale_layer, window_loss
 from crowdwatch.training.targets import make_target, map_shape
 
 log = logging.getLogger(__name__)
@@ -45,34 +45,21 @@ FloatArray = npt.NDArray[np.float32]
 FRONTEND_PREFIX = "frontend."
 
 
-class CsrnetNet(nn.Module):
+class CsrnetNet(CsrnetHead):
     """The whole CSRNet as `csrnet_onnx.build_model` builds it: input RGB 0..255 (N, 3, H, W),
-    normalised inside, output the density map (N, 1, H // 8, W // 8)."""
+    normalised inside, output the density map (N, 1, H // 8, W // 8). A head whose layers are
+    all of them, with the front end's max-pools in between."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.layers = csrnet_layers()
-        self.specs = [layer for layer in self.layers if isinstance(layer, ConvSpec)]
-        self.convs = nn.ModuleList(
-            nn.Conv2d(
-                s.in_channels,
-                s.out_channels,
-                s.kernel,
-                padding=s.dilation * (s.kernel // 2),
-                dilation=s.dilation,
-            )
-            for s in self.specs
-        )
+        super().__init__([layer for layer in self.layers if isinstance(layer, ConvSpec)])
         self.shift: torch.Tensor
         self.gain: torch.Tensor
         self.register_buffer("shift", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1) * 255.0)
         self.register_buffer("gain", 1.0 / (torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1) * 255.0))
 
-    def _conv_layers(self) -> list[nn.Conv2d]:
-        return [m for m in self.convs if isinstance(m, nn.Conv2d)]
-
-    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
-        x = (rgb - self.shift) * self.gain
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.shift) * self.gain
         convs = iter(zip(self.specs, self._conv_layers(), strict=True))
         for layer in self.layers:
             if not isinstance(layer, ConvSpec):
@@ -93,20 +80,8 @@ class CsrnetNet(nn.Module):
         return [{"params": front, "lr": lr * frontend_lr}, {"params": rest, "lr": lr}]
 
     def load_numpy(self, weights: Mapping[str, npt.NDArray[np.generic]]) -> None:
-        check_weights(weights)
-        with torch.no_grad():
-            for spec, conv in zip(self.specs, self._conv_layers(), strict=True):
-                conv.weight.copy_(torch.from_numpy(np.asarray(weights[f"{spec.key}.weight"], np.float32)))
-                assert conv.bias is not None
-                conv.bias.copy_(torch.from_numpy(np.asarray(weights[f"{spec.key}.bias"], np.float32)))
-
-    def to_numpy(self) -> dict[str, FloatArray]:
-        out: dict[str, FloatArray] = {}
-        for spec, conv in zip(self.specs, self._conv_layers(), strict=True):
-            out[f"{spec.key}.weight"] = conv.weight.detach().float().cpu().numpy().copy()
-            assert conv.bias is not None
-            out[f"{spec.key}.bias"] = conv.bias.detach().float().cpu().numpy().copy()
-        return out
+        check_weights(weights)  # every tensor, exactly: a whole network is replaced
+        super().load_numpy(weights)
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,9 +75,9 @@ class CsrnetHead(nn.Module):
     def to_numpy(self) -> dict[str, FloatArray]:
         out: dict[str, FloatArray] = {}
         for spec, conv in zip(self.specs, self._conv_layers(), strict=True):
-            out[f"{spec.key}.weight"] = conv.weight.detach().numpy().astype(np.float32).copy()
+            out[f"{spec.key}.weight"] = conv.weight.detach().float().cpu().numpy().copy()
             assert conv.bias is not None
-            out[f"{spec.key}.bias"] = conv.bias.detach().numpy().astype(np.float32).copy()
+            out[f"{spec.key}.bias"] = conv.bias.detach().float().cpu().numpy().copy()
         return out
 
 
