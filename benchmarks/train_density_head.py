@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=sorted(RECIPES), required=True)
     p.add_argument("--cv", default=None, help="blocks:K (contiguous, for video) or kfold:K (shuffled)")
     p.add_argument("--margin", type=int, default=10, help="blocks: frames left out on each side")
+    p.add_argument("--folds", default="", help="with --cv: only these folds, e.g. 1 or 1,2 (default all)")
     p.add_argument("--test", default=None, help="frames scored with the head trained on every recipe frame")
     p.add_argument("--test-every", type=int, default=1, help="score every n-th of the --test frames")
     p.add_argument("--also", type=Path, nargs="*", default=[], help="other folders to score that head on")
@@ -278,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.cv:
         predicted: dict[str, list[float]] = {"raw": [], "linear": [], "trained": [], "true": []}
         oof_names: list[str] = []
+        only = {int(f) for f in args.folds.split(",") if f}
         for j, (tr, te) in enumerate(folds(pool_items, args.cv, args.margin, recipe.seed)):
+            if only and j + 1 not in only:
+                continue
             train = [pool[i] for i in tr]
             test = [pool[i] for i in te]
             r = scorer.run(train, test, raw_pool[tr], raw_pool[te], augmented(tr))
@@ -306,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
             **{m: [round(float(v), 3) for v in predicted[m]] for m in predicted},
         }
         summary["cv"] = {"spec": args.cv, "margin": args.margin, **pooled, "out_of_fold": out_of_fold}
-        print(_line(f"cv {args.cv} (all folds)", pooled), file=sys.stderr)
+        print(
+            _line(f"cv {args.cv} ({'folds ' + args.folds if args.folds else 'all folds'})", pooled),
+            file=sys.stderr,
+        )
         if args.auto_under is not None:
             summary["auto_under"] = sparse_auto(
                 folder, out_of_fold, args.auto_under, args.detector, args.threads
