@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             split = folds(items, args.cv, args.margin, args.seed)
         except ValueError as exc:
             raise SystemExit(f"--cv: {exc}") from None
-        wanted = [int(f) for f in args.folds.split(",") if f] or list(range(1, len(split) + 1))
+        wanted = _fold_numbers(args.folds, len(split))
     summary: dict[str, Any] = {
         "data": str(folder.root),
         "dataset": folder.dataset,
@@ -166,6 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     _write(args.json, summary, pooled)
     return 0
+
+
+def _fold_numbers(spec: str, k: int) -> list[int]:
+    """`1,3` -> [1, 3] (every fold when empty); a clear error for anything else."""
+    try:
+        numbers = [int(f) for f in spec.split(",") if f.strip()]
+    except ValueError:
+        raise SystemExit(f"--folds {spec!r}: fold numbers like 1 or 1,3, or none") from None
+    if any(not 1 <= n <= k for n in numbers):
+        raise SystemExit(f"--folds {spec!r}: there are folds 1 to {k}")
+    return numbers or list(range(1, k + 1))
 
 
 class TimeLimitError(Exception):

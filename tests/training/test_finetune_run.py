@@ -152,3 +152,20 @@ def test_a_time_limit_stops_the_run_with_a_summary_that_says_so(tmp_path: Path) 
     assert summary["stopped"] == "--time-limit reached in fold 1 at epoch 1 of 3"
     assert summary["folds"] == []
     assert "pooled" not in summary
+
+
+@pytest.mark.parametrize(
+    ("folds", "message"), [("7", "there are folds 1 to 2"), ("one", "fold numbers like 1")]
+)
+def test_folds_that_do_not_exist_are_refused_before_any_training(
+    tmp_path: Path, folds: str, message: str
+) -> None:
+    toy_folder(tmp_path / "toy")
+    save(tmp_path / "w.npz", random_weights(0))
+    done = run_benchmark(
+        *("--data", str(tmp_path / "toy"), "--weights", str(tmp_path / "w.npz"), "--device", "cpu"),
+        *("--cv", "kfold:2", "--folds", folds),
+    )
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "epoch" not in done.stderr
