@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, default=1.5, help="head spread in map cells")
     p.add_argument("--scale", type=float, default=1.0, help="input scale of the pictures")
     p.add_argument(
-        "--rescale", action="store_true", help="fold the least-squares factor on the training pictures"
+        "--no-rescale",
+        action="store_true",
+        help="leave out the least-squares count factor on the training pictures (the recipes fold it in)",
     )
     p.add_argument(
         "--eval-every", type=int, default=0, metavar="N", help="score the test pictures every N epochs"
@@ -149,13 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         "settings": dataclasses.asdict(settings),
         "scale": args.scale,
         "sigma": args.sigma,
-        "rescale": args.rescale,
+        "rescale": not args.no_rescale,
         "device": device if device == "cpu" else torch.cuda.get_device_name(device),
         "torch": torch.__version__,
         "folds": [],
     }
     deadline = time.monotonic() + args.time_limit if args.time_limit else None
-    run = _Runner(base, settings, device, args.rescale, args.eval_every, deadline)
+    run = _Runner(base, settings, device, not args.no_rescale, args.eval_every, deadline)
     pooled: dict[str, list[float]] = {"raw": [], "trained": [], "true": []}
     try:
         _run_all(args, summary, pooled, run, split, wanted, items, pictures, held, folder)

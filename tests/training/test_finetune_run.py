@@ -75,7 +75,7 @@ def test_the_cross_validated_run_trains_scores_and_writes_every_fold(tmp_path: P
     done = run_benchmark(
         *("--data", str(tmp_path / "toy"), "--weights", str(tmp_path / "w.npz"), "--device", "cpu"),
         *("--cv", "kfold:2", "--epochs", "2", "--crop", "0.5", "--context", "1", "--batch", "2"),
-        *("--eval-every", "1", "--rescale", "--json", str(out)),
+        *("--eval-every", "1", "--json", str(out)),
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(out.read_text())
@@ -103,6 +103,7 @@ def test_a_held_out_stretch_is_scored_by_a_model_trained_on_the_whole_pool(tmp_p
     args = [
         *("--data", str(tmp_path / "toy"), "--weights", str(tmp_path / "w.npz"), "--device", "cpu"),
         *("--folds", "none", "--train-frames", "1-2,5-6", "--test", "3-4", "--epochs", "1", "--crop", "1"),
+        "--no-rescale",
         *("--json", str(out)),
     ]
     done = run_benchmark(*args)
@@ -111,6 +112,8 @@ def test_a_held_out_stretch_is_scored_by_a_model_trained_on_the_whole_pool(tmp_p
     assert summary["folds"] == []
     assert summary["held_out"]["n_train"] == 4
     assert [t["name"] for t in summary["held_out"]["test"]] == ["IMG_3", "IMG_4"]
+    assert summary["rescale"] is False
+    assert summary["held_out"]["rescale"] == 1.0
     overlap = run_benchmark(*args[:-2], "--train-frames", "1-4")
     assert overlap.returncode != 0
     assert "overlap the training pool" in overlap.stderr
