@@ -4,10 +4,16 @@ writes every fold. A GPU session has minutes: a crash there must have been caugh
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib.util
+import io
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -25,9 +31,34 @@ def save(path: Path, weights: dict[str, np.ndarray]) -> None:
         np.savez(f, *(), **weights)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 
 
-def run_benchmark(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, str(ROOT / "benchmarks" / "finetune_full.py"), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stderr: str
+
+
+@functools.cache
+def benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("finetune_full", ROOT / "benchmarks" / "finetune_full.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_benchmark(*args: str) -> Ran:
+    """`benchmarks/finetune_full.py ARGS` in this process (torch is imported once for all the
+    tests), with its exit status and what it wrote to stderr, as a command line would see them."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = benchmark().main(list(args))
+        except SystemExit as exc:  # argparse and the checks exit with a message, as a script
+            if isinstance(exc.code, str):
+                print(exc.code, file=err)
+            code = exc.code if isinstance(exc.code, int) else 1
+    return Ran(code, err.getvalue())
 
 
 def toy_folder(root: Path, n: int = 4) -> None:
