@@ -238,10 +238,11 @@ class _Runner:
         self.rescale, self.eval_every, self.deadline = rescale, eval_every, deadline
 
     def __call__(self, label: str, train: list[Any], test: list[Any], names: list[str]) -> dict[str, Any]:
-        from crowdwatch.training.full import counts, predict_maps_full, rescale_full, train_full
+        from crowdwatch.training.data import predicted_counts
+        from crowdwatch.training.full import predict_maps_full, rescale_full, train_full
 
         true = np.asarray([p.count for p in test])
-        raw = counts(predict_maps_full(self.base, test, device=self.device), test)
+        raw = predicted_counts(predict_maps_full(self.base, test, device=self.device), test)
         curve = _Curve(label, self.settings.epochs, self.deadline)
         trained = train_full(
             train,
@@ -256,7 +257,7 @@ class _Runner:
         factor = 1.0
         if self.rescale:
             trained, factor = rescale_full(trained, train, device=self.device)
-        predicted = counts(predict_maps_full(trained, test, device=self.device), test)
+        predicted = predicted_counts(predict_maps_full(trained, test, device=self.device), test)
         result: dict[str, Any] = {
             "n_train": len(train),
             "n_test": len(test),
@@ -305,9 +306,10 @@ class _Checkpoints:
         self.test, self.true, self.device, self.curve = test, true, device, curve
 
     def __call__(self, epoch: int, weights: dict[str, np.ndarray]) -> None:
-        from crowdwatch.training.full import counts, predict_maps_full
+        from crowdwatch.training.data import predicted_counts
+        from crowdwatch.training.full import predict_maps_full
 
-        predicted = counts(predict_maps_full(weights, self.test, device=self.device), self.test)
+        predicted = predicted_counts(predict_maps_full(weights, self.test, device=self.device), self.test)
         e = _errors(predicted, self.true)
         print(
             f"    epoch {epoch}: test MAE {e['mae']:.2f} (bias {e['mean_signed_error']:+.2f})",

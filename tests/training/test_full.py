@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")  # the training extra (PyTorch) is installed with ultralytics
 
 from crowdwatch.detectors.csrnet_onnx import INPUT_NAME, OUTPUT_NAME, build_model  # noqa: E402
+from crowdwatch.training.data import predicted_counts as counts  # noqa: E402
 from crowdwatch.training.full import (  # noqa: E402
     CsrnetNet,
     FullSettings,
@@ -23,7 +24,6 @@ from crowdwatch.training.full import (  # noqa: E402
     _batch_loss,
     _OnDevice,
     choose_window,
-    counts,
     predict_maps_full,
     rescale_full,
     train_full,

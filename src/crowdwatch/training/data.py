@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from crowdwatch.detectors.csrnet_onnx import STRIDE
 from crowdwatch.evaluation.labeled import LabeledFolder, LabeledItem
@@ -49,7 +51,14 @@ def load_samples(
     return out
 
 
-def predicted_counts(maps: Sequence[np.ndarray], samples: Sequence[Sample]) -> np.ndarray:
+class WeightedCells(Protocol):
+    """A training picture of either trainer (`head.Sample`, `full.Picture`): its ROI share per cell."""
+
+    @property
+    def weights(self) -> npt.NDArray[np.float32]: ...
+
+
+def predicted_counts(maps: Sequence[np.ndarray], samples: Sequence[WeightedCells]) -> np.ndarray:
     """Each map integrated with its sample's ROI weights, as `DensityMap.integrate_mask` does."""
     return np.asarray(
         [float((m.astype(np.float64) * s.weights).sum()) for m, s in zip(maps, samples, strict=True)]

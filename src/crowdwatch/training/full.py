@@ -36,6 +36,7 @@ from crowdwatch.detectors.csrnet_onnx import (
 )
 from crowdwatch.detectors.density import network_input
 from crowdwatch.evaluation.labeled import LabeledFolder, LabeledItem
+from crowdwatch.training.data import predicted_counts
 from crowdwatch.training.head import CsrnetHead, least_squares_factor, scale_layer, window_loss
 from crowdwatch.training.targets import make_target, map_shape
 
@@ -78,6 +79,12 @@ class CsrnetNet(CsrnetHead):
         for spec, conv in zip(self.specs, self._conv_layers(), strict=True):
             (front if spec.key.startswith(FRONTEND_PREFIX) else rest).extend(conv.parameters())
         return [{"params": front, "lr": lr * frontend_lr}, {"params": rest, "lr": lr}]
+
+    def freeze_frontend(self) -> None:
+        """No gradients for the VGG front end: backward stops at the first trained layer."""
+        for spec, conv in zip(self.specs, self._conv_layers(), strict=True):
+            if spec.key.startswith(FRONTEND_PREFIX):
+                conv.requires_grad_(False)
 
     def load_numpy(self, weights: Mapping[str, npt.NDArray[np.generic]]) -> None:
         check_weights(weights)  # every tensor, exactly: a whole network is replaced
@@ -224,7 +231,10 @@ def train_full(
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # windows of one dataset share a few shapes
         net = net.to(memory_format=torch.channels_last)
-    optimiser = torch.optim.Adam(net.parameter_groups(settings.lr, settings.frontend_lr), lr=settings.lr)
+    if settings.frontend_lr == 0:
+        net.freeze_frontend()
+    groups = [g for g in net.parameter_groups(settings.lr, settings.frontend_lr) if g["lr"]]
+    optimiser = torch.optim.Adam(groups, lr=settings.lr)
     steps_per_epoch = math.ceil(len(pictures) / settings.batch)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lr_factor(settings.epochs * steps_per_epoch, settings.warmup * steps_per_epoch)
@@ -319,19 +329,12 @@ def predict_maps_full(
     return out
 
 
-def counts(maps: Sequence[FloatArray], pictures: Sequence[Picture]) -> npt.NDArray[np.float64]:
-    """Each map integrated with its picture's ROI weights (as the evaluation integrates it)."""
-    return np.asarray(
-        [float((m.astype(np.float64) * p.weights).sum()) for m, p in zip(maps, pictures, strict=True)]
-    )
-
-
 def rescale_full(
     weights: Mapping[str, npt.NDArray[np.generic]], pictures: Sequence[Picture], *, device: str = "cpu"
 ) -> tuple[dict[str, FloatArray], float]:
     """`weights` with the output layer times the least-squares factor of their counts on
     `pictures` (the training pictures, as the head recipes' `rescale` does), and the factor."""
-    predicted = counts(predict_maps_full(weights, pictures, device=device), pictures)
+    predicted = predicted_counts(predict_maps_full(weights, pictures, device=device), pictures)
     true = np.asarray([p.count for p in pictures], dtype=np.float64)
     factor = least_squares_factor(predicted, true)
     return scale_layer(weights, "output_layer", factor), factor
