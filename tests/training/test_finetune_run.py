@@ -178,7 +178,7 @@ def test_a_time_limit_stops_the_run_with_a_summary_that_says_so(tmp_path: Path) 
     out = tmp_path / "out.json"
     args = [
         *("--data", str(tmp_path / "toy"), "--weights", str(tmp_path / "w.npz"), "--device", "cpu"),
-        *("--cv", "kfold:2", "--epochs", "3", "--crop", "1", "--time-limit", "0.01", "--json", str(out)),
+        *("--cv", "kfold:2", "--epochs", "3", "--crop", "1", "--time-limit", "1e-9", "--json", str(out)),
     ]
     done = run_benchmark(*args)
     assert done.returncode == 3, done.stderr
