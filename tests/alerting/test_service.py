@@ -182,6 +182,19 @@ def _id_mismatch() -> bytes:
     return json.dumps(env).encode()
 
 
+def _with_data(field_name: str, literal: str) -> bytes:
+    """A valid event whose data field holds `literal` as written (JSON the encoder never writes)."""
+    env = codec.to_envelope(crowd_event(seq=8))
+    env["data"][field_name] = 123456.5
+    return json.dumps(env).replace("123456.5", literal).encode()
+
+
+def _lone_surrogate_id() -> bytes:
+    env = codec.to_envelope(crowd_event(seq=8))
+    env["id"] = "XX"
+    return json.dumps(env).replace('"XX"', '"\\ud800"').encode()
+
+
 @pytest.mark.parametrize(
     ("raw", "reason", "error"),
     [
@@ -190,8 +203,25 @@ def _id_mismatch() -> bytes:
         (_schema_invalid(), "schema", "data.count: -3 is less than the minimum of 0"),
         (b'{"type": "crowd.gathering.exploded"}', "schema", "unknown event type"),
         (_id_mismatch(), "decode", "id: 'forged' does not match"),
+        # Each of these once raised out of decoding: the message came back after every rewind.
+        (b"[" * 100_000, "decode", "nested too deeply"),
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, "decode", "nested too deeply"),
+        (_with_data("count", "1e400"), "decode", "number 1e400 is out of range"),
+        (_with_data("count", "1" + "0" * 400), "decode", "data.count: expected a number in range"),
+        (_lone_surrogate_id(), "decode", "id: '\\ud800' does not match"),
     ],
-    ids=["garbage-bytes", "truncated-json", "schema-invalid", "unknown-type", "id-mismatch"],
+    ids=[
+        "garbage-bytes",
+        "truncated-json",
+        "schema-invalid",
+        "unknown-type",
+        "id-mismatch",
+        "deep-array",
+        "deep-object",
+        "overflowing-float",
+        "overflowing-integer",
+        "lone-surrogate",
+    ],
 )
 def test_bad_messages_go_to_the_dlq_and_the_consumer_continues(
     rig: Rig, raw: bytes, reason: str, error: str

@@ -152,3 +152,26 @@ def test_bad_messages_go_to_the_dlq_and_the_service_keeps_consuming(bus: Renamin
             0,
         )
     assert errors == []
+
+
+def test_a_dead_letter_too_big_for_one_record_is_cut_to_fit(bus: RenamingBus) -> None:
+    # About the largest value the producer takes (1 MiB less its record framing): with the dead
+    # letter's headers it would no longer fit, and the partition would stop behind it.
+    huge = b"\xff" * 1_048_450
+    bus.publish(CROWD_EVENTS, "cam-1", huge)
+    bus.publish(CROWD_EVENTS, "cam-1", codec.encode(crowd_event(seq=0)))
+    bus.flush()
+
+    errors: list[Exception] = []
+    store = MemoryAlertStore()
+    service = make_service(bus, store, f"alerting-{uuid.uuid4().hex[:8]}", errors)
+    assert process(service, 2) == 2
+    service.close()
+
+    (dead,) = read(bus, CROWD_EVENTS_DLQ, 1)
+    assert dead.header("truncated-from") == str(len(huge)).encode()
+    assert 0 < len(dead.value) < len(huge)
+    assert dead.value == huge[: len(dead.value)]
+    assert dead.header("source-offset") == b"0"  # where the whole message still is
+    assert [a.camera_id for a in store.list_alerts()] == ["cam-1"]
+    assert errors == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -10,10 +11,13 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import CoordinatorNotAvailableError, KafkaTimeoutError
+from kafka.future import Future
 from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter, ValidationError
 
 from crowdwatch.bus.kafka import DEFAULT_TOPICS, KafkaBus, TopicSpec, connection_options
+from crowdwatch.bus.kafka_commits import FINISH_TIMEOUT_MS
 from crowdwatch.config.backends import BusConfig, KafkaBusConfig, MemoryBusConfig
 
 from .conftest import drop_topics, kafka_address
@@ -225,3 +229,36 @@ def test_a_refused_commit_is_counted(run: str) -> None:
         consumer.commits.forget([nowhere])  # else close would try it once more, synchronously
         consumer.close()
     assert registry.get_sample_value("crowdwatch_bus_commit_failures_total", {"stage": "async"}) == 1
+
+
+@pytest.mark.kafka
+def test_rewinding_gives_up_when_the_coordinator_does_not_answer(run: str, monkeypatch: Any) -> None:
+    """kafka-python retries a fetch of committed offsets forever while the coordinator is away;
+    the rewind after a store failure must raise instead, so the role drops the consumer."""
+    topic = f"rewind-{run}"
+    with KafkaBus({"bootstrap_servers": kafka_address()}) as bus:
+        bus.publish(topic, "cam-1", b"x")
+        bus.flush()
+        consumer = bus.consumer([topic], f"g-{run}")
+        poll_until(consumer, 1)
+        coordinator = consumer._consumer._coordinator
+        monkeypatch.setattr(
+            coordinator,
+            "_send_offset_fetch_request",
+            lambda partitions: Future().failure(CoordinatorNotAvailableError("simulated outage")),
+        )
+        outcome: list[BaseException] = []
+
+        def rewind() -> None:
+            try:
+                consumer.seek_to_committed()
+            except BaseException as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=rewind, daemon=True)
+        worker.start()
+        worker.join(FINISH_TIMEOUT_MS / 1000 + 10.0)  # a thread: a regression fails, not hangs
+        assert not worker.is_alive()
+        assert [type(e) for e in outcome] == [KafkaTimeoutError]
+        monkeypatch.undo()
+        consumer.close()

@@ -288,3 +288,25 @@ def test_a_spool_that_cannot_write_raises_instead_of_dropping(
     # The two unconfirmed ones are still held and go out with the next confirmation.
     bus.flush()
     assert inner.values() == [("cam-0", 0), ("cam-1", 1)]
+
+
+class ClosingBus(FlakyBus):
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_close_releases_everything_even_when_the_spool_cannot_write(spool_path: Path) -> None:
+    inner = ClosingBus()
+    bus = SpoolingBus(inner, spool_path, background=False)
+    publish_range(bus, range(1))  # unconfirmed
+    bus._db = sqlite3.connect(
+        f"file:{spool_path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+    )
+    inner.down = True
+    with pytest.raises(SpoolError):
+        bus.close()
+    assert inner.closed
+    # The lock is released: the role can start again on the same file in this process.
+    SpoolingBus(ClosingBus(), spool_path, background=False).close()

@@ -152,6 +152,9 @@ BAD = [
     ("missing count", _mutated("data.count", ...), "data.count: missing"),
     ("count is a string", _mutated("data.count", "41"), "data.count: expected a number"),
     ("count is a bool", _mutated("data.count", True), "data.count: expected a number"),
+    ("count overflows", _mutated("data.count", 10**400), "data.count: expected a number in range"),
+    ("count 1e400", encode(crowd()).replace(b'"count":41.5', b'"count":1e400'), "1e400 is out of range"),
+    ("nested too deeply", b'{"a":' * 5000 + b"1" + b"}" * 5000, "nested too deeply"),
     ("seq is a float", _mutated("data.seq", 1.5), "data.seq: expected a non-negative integer"),
     ("negative seq", _mutated("data.seq", -1), "data.seq: expected a non-negative integer"),
     ("unknown severity", _mutated("data.severity", "apocalyptic"), "unknown severity"),
@@ -178,6 +181,14 @@ def test_decode_ignores_extension_attributes_and_new_data_fields() -> None:
     env["traceparent"] = "00-abc-def-01"
     env["data"]["new_field_in_1_1"] = 1
     assert decode(json.dumps(env).encode()) == crowd()
+
+
+def test_non_finite_numbers_in_an_envelope_are_refused() -> None:
+    """An envelope built in Python (not parsed from JSON) may hold inf: it is refused as well."""
+    env = json.loads(encode(crowd()))
+    env["data"]["peak"] = float("inf")
+    with pytest.raises(DecodeError, match=r"data\.peak: expected a finite number"):
+        codec.from_envelope(env)
 
 
 def test_integer_json_numbers_decode_as_floats() -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, cast
 
+from crowdwatch.alerting.dead_letter import dead_letter
 from crowdwatch.alerting.fastdecode import decode_valid
 from crowdwatch.alerting.metrics import AlertingMetrics
 from crowdwatch.alerting.validate import InvalidEventError, validate_envelope
@@ -35,7 +36,6 @@ DEFAULT_GROUP: Final = "crowdwatch-alerting"
 DEFAULT_BATCH_SIZE: Final = 1000
 # How often tick() applies the store's retention (a few index reads when nothing is due).
 PURGE_EVERY_S: Final = 60.0
-_MAX_ERROR_HEADER = 1000
 
 # Called with the exception and the message being processed (None for escalation errors).
 # It decides what else happens: log, count, or raise to stop the service.
@@ -127,10 +127,12 @@ class AlertingService:
             # The finished prefix is committed; rewind so the failed message (and whatever was
             # fetched after it) comes again.
             self._prefetched = None
-            consumer.seek_to_committed()
             if self._metrics:
                 self._metrics.processing_errors.inc()
-            self._report(failure, messages[failed_at])
+            try:
+                consumer.seek_to_committed()
+            finally:  # heard of even when the rewind fails (the bus's error is raised then)
+                self._report(failure, messages[failed_at])
         if fetch_error is not None:
             raise fetch_error
         return failed_at
@@ -209,17 +211,16 @@ class AlertingService:
 
     def _dead_letter(self, message: Message, exc: Exception, reason: str) -> None:
         log.warning("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
-        headers = dict(message.headers)
-        headers.update(
-            {
-                "error": str(exc)[:_MAX_ERROR_HEADER].encode("utf-8"),
-                "error-reason": reason.encode(),
-                "source-topic": message.topic.encode("utf-8"),
-                "source-partition": str(message.partition).encode(),
-                "source-offset": str(message.offset).encode(),
-            }
-        )
-        self._bus.publish(CROWD_EVENTS_DLQ, message.key or "", message.value, headers)
+        letter = dead_letter(message, exc, reason)
+        if "truncated-from" in letter.headers or "dropped-headers" in letter.headers:
+            log.warning(
+                "dead letter of %s[%d]@%d cut to %d bytes to fit one record",
+                message.topic,
+                message.partition,
+                message.offset,
+                letter.size,
+            )
+        self._bus.publish(CROWD_EVENTS_DLQ, letter.key, letter.value, letter.headers)
         if self._metrics:
             self._metrics.dlq_messages.labels(reason=reason).inc()
 
@@ -257,11 +258,11 @@ _Batch = tuple[list[Message], list[CrowdEvent | CameraStatusEvent | _Rejected]]
 
 
 def _decode(message: Message) -> CrowdEvent | CameraStatusEvent | _Rejected:
-    # Well-formed events take one typed decode; anything else the reference path judges.
-    event = decode_valid(message.value)
-    if event is not None:
-        return event
     try:
+        # Well-formed events take one typed decode; anything else the reference path judges.
+        event = decode_valid(message.value)
+        if event is not None:
+            return event
         envelope = codec.loads(message.value)
         validate_envelope(envelope)
         return codec.from_envelope(envelope)
@@ -269,3 +270,14 @@ def _decode(message: Message) -> CrowdEvent | CameraStatusEvent | _Rejected:
         return _Rejected(exc, "decode")
     except InvalidEventError as exc:
         return _Rejected(exc, "schema")
+    except Exception as exc:
+        # A message the decoder did not foresee is still one bad message: raised, it would
+        # come back after every rewind and stop its partition for good.
+        log.error(
+            "unexpected error decoding %s[%d]@%d; dead-lettered",
+            message.topic,
+            message.partition,
+            message.offset,
+            exc_info=exc,
+        )
+        return _Rejected(exc, "decode")

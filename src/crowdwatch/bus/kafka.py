@@ -36,7 +36,7 @@ from kafka.producer.future import FutureRecordMetadata
 from prometheus_client import CollectorRegistry, Counter
 
 from crowdwatch.bus.base import CAMERA_STATUS, CROWD_EVENTS, CROWD_EVENTS_DLQ, Headers, Message
-from crowdwatch.bus.kafka_commits import AsyncCommits, FailureHook
+from crowdwatch.bus.kafka_commits import FINISH_TIMEOUT_MS, AsyncCommits, FailureHook
 
 if TYPE_CHECKING:
     from crowdwatch.config.backends import KafkaBusConfig
@@ -428,8 +428,12 @@ class KafkaBusConsumer:
         for so far are stored."""
         self._check_open()
         self.commits.settle(before="rewinding")  # if it fails, the broker's older offsets
+        # Bounded: kafka-python retries a fetch of committed offsets forever while the broker
+        # is away; KafkaTimeoutError lets the caller drop this consumer instead of hanging.
+        deadline = time.monotonic() + FINISH_TIMEOUT_MS / 1000
         for tp in self._consumer.assignment():
-            committed = self._consumer.committed(tp)
+            left_ms = max(int((deadline - time.monotonic()) * 1000), 1)
+            committed = self._consumer.committed(tp, timeout_ms=left_ms)
             if committed is None or committed < 0:
                 self._consumer.seek_to_beginning(tp)
             else:

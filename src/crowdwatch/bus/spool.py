@@ -200,16 +200,18 @@ class SpoolingBus:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join()
-        self._confirm(timeout)
         try:
-            self._inner.close()
-        except Exception as exc:
-            log.warning("closing the inner bus failed: %r", exc)
-        with self._cond:
-            if self._depth:
-                log.warning("closing with %d messages still in spool %s", self._depth, self._path)
-            self._db.close()
-            self._lock_file.close()
+            self._confirm(timeout)  # raises when the spool cannot write: the rest still closes
+        finally:
+            try:
+                self._inner.close()
+            except Exception as exc:
+                log.warning("closing the inner bus failed: %r", exc)
+            with self._cond:
+                if self._depth:
+                    log.warning("closing with %d messages still in spool %s", self._depth, self._path)
+                self._db.close()
+                self._lock_file.close()
 
     def __enter__(self) -> SpoolingBus:
         return self

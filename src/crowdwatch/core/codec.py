@@ -197,9 +197,11 @@ def _stdlib_loads(raw: bytes) -> dict[str, Any]:
     except (UnicodeDecodeError, TypeError) as exc:
         raise DecodeError(f"not UTF-8 text: {exc}") from None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (json.JSONDecodeError, ValueError) as exc:
         raise DecodeError(f"not valid JSON: {exc}") from None
+    except RecursionError:  # the stdlib parser recurses per nesting level
+        raise DecodeError("not valid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise DecodeError(f"expected a JSON object (a CloudEvent), got {type(obj).__name__}")
     return obj
@@ -283,6 +285,14 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
+def _finite_float(text: str) -> float:
+    # The stdlib reads 1e400 as inf, which no event may hold (the encoder refuses it).
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 class _Reader:
     """Typed field access with error messages that name the path (`data.location.lat`)."""
 
@@ -317,7 +327,13 @@ class _Reader:
         # bool is an int in Python but not a number in JSON.
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise self._wrong(name, "a number", v)
-        return float(v)
+        try:
+            number = float(v)
+        except OverflowError:  # an integer of hundreds of digits
+            raise self._wrong(name, "a number in range", v) from None
+        if not math.isfinite(number):
+            raise self._wrong(name, "a finite number", v)
+        return number
 
     def number_or_none(self, name: str) -> float | None:
         return None if self._get(name, optional=True) is None else self.number(name)
