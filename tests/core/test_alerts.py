@@ -198,6 +198,28 @@ def test_dispatch_needs_a_unit_and_actions_need_an_actor() -> None:
         alerts.acknowledge(alert_in(S.NEW), "", T0)
 
 
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("actor", {"actor": "op\ud800"}),
+        ("note", {"note": "see \udcff"}),
+        ("unit", {"unit": "van-\ud800"}),
+    ],
+)
+def test_operator_text_must_be_storable_unicode(field: str, kwargs: dict[str, str]) -> None:
+    """A lone surrogate passes Python but no store (the Redis store would fail to send it)."""
+    args = {"actor": "op", "unit": "van-7", **kwargs}
+    with pytest.raises(ValueError, match=f"the {field} is not valid Unicode text"):
+        alerts.act(
+            alert_in(S.ACKNOWLEDGED),
+            Action.DISPATCH,
+            args["actor"],
+            T0,
+            unit=args["unit"],
+            note=args.get("note", ""),
+        )
+
+
 def test_shortcuts() -> None:
     a = alerts.acknowledge(alert_in(S.NEW), "op", T0).alert
     a = alerts.dispatch(a, "op", T0, "van-1").alert

@@ -119,6 +119,15 @@ def test_parse_time_rejects(text: str) -> None:
         codec.parse_time(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["0001-01-01T00:00:00Z", "0085-01-17T00:12:46Z", "0999-12-31T23:59:59.25Z", "9999-12-31T23:59:59.5Z"],
+)
+def test_every_time_read_is_written_back_the_same(text: str) -> None:
+    """Years before 1000 keep four digits (strftime wrote '85-01-17', which no reader takes)."""
+    assert codec.format_time(codec.parse_time(text)) == text
+
+
 def test_encode_rejects_nan() -> None:
     with pytest.raises(EncodeError, match=r"NaN|Out of range"):
         encode(crowd(count=float("nan")))
@@ -155,6 +164,13 @@ BAD = [
     ("count overflows", _mutated("data.count", 10**400), "data.count: expected a number in range"),
     ("count 1e400", encode(crowd()).replace(b'"count":41.5', b'"count":1e400'), "1e400 is out of range"),
     ("nested too deeply", b'{"a":' * 5000 + b"1" + b"}" * 5000, "nested too deeply"),
+    (
+        "lone surrogate",
+        _mutated("data.zone_id", "XX").replace(b'"XX"', b'"\\udcff"'),
+        "data.zone_id: not valid Unicode",
+    ),
+    ("time past 9999 in UTC", _mutated("time", "9999-12-31T23:30:00-01:00"), "outside the years 1..9999"),
+    ("time before year 1 in UTC", _mutated("time", "0001-01-01T00:10:00+01:00"), "outside the years 1..9999"),
     ("seq is a float", _mutated("data.seq", 1.5), "data.seq: expected a non-negative integer"),
     ("negative seq", _mutated("data.seq", -1), "data.seq: expected a non-negative integer"),
     ("unknown severity", _mutated("data.severity", "apocalyptic"), "unknown severity"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from functools import partial
 from typing import cast
@@ -14,11 +14,13 @@ from typing import cast
 import pytest
 import redis
 from pydantic import SecretStr
+from redis.connection import Connection
 
 from crowdwatch.config.backends import RedisStoreConfig
 from crowdwatch.core.alerts import Action, AlertChange
 from crowdwatch.core.routing import RouteDecision
 from crowdwatch.core.types import AlertState, CrowdEvent, EventType
+from crowdwatch.store import redis_wire as wire
 from crowdwatch.store.base import StoreUpdate
 from crowdwatch.store.records import update_from_fields
 from crowdwatch.store.redis import RedisAlertStore
@@ -358,3 +360,32 @@ def test_acl_user_limited_to_its_prefix(config: RedisStoreConfig, client: redis.
             store.get(ALERT_ID)
     finally:
         client.acl_deluser(user)
+
+
+def test_purge_is_not_upset_by_changes_to_other_resolved_alerts(
+    workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker folds an event into an unrelated resolved alert (an episode that goes on)
+    between every read and write of the purge: the purge still succeeds (it once watched the
+    whole resolved index, which that change rewrites, and gave up after MAX_ATTEMPTS)."""
+    purger, other = workers(resolved_retention_s=60.0), workers()
+    purger.apply_event(crowd_event(), route(), T0)
+    purger.act(ALERT_ID, Action.RESOLVE, "op", T0 + 1)
+    busy = crowd_event(camera_id="cam-busy")
+    other.apply_event(busy, route(), T0 + 500)
+    other.act(busy.episode_key, Action.RESOLVE, "op", T0 + 501)
+    seq = iter(range(1, 1000))
+    real = wire.watch_and_read
+
+    def meanwhile(conn: Connection, watch: Sequence[str], reads: Sequence[wire.Command]) -> list[object]:
+        replies = real(conn, watch, reads)
+        if reads and reads[0][0] == "ZMSCORE":  # the purge's read
+            n = next(seq)
+            event = crowd_event(EventType.GATHERING_UPDATED, seq=n, camera_id="cam-busy")
+            other.apply_event(event, route(), T0 + 502 + n)  # a later change each time
+        return replies
+
+    monkeypatch.setattr(wire, "watch_and_read", meanwhile)
+    assert purger.purge(T0 + 100) == 1
+    assert purger.get(ALERT_ID) is None
+    assert other.get(busy.episode_key) is not None

@@ -189,6 +189,9 @@ def act(
         raise InvalidTransition(alert.id, alert.state, target)
     if not actor:
         raise ValueError("an operator action needs an actor (who did it)")
+    for name, text in (("actor", actor), ("unit", unit or ""), ("note", note)):
+        if not _is_unicode(text):
+            raise ValueError(f"alert {alert.id}: the {name} is not valid Unicode text (a lone surrogate)")
     extra: dict[str, str] = {}
     if target is AlertState.DISPATCHED:
         if not unit:
@@ -204,6 +207,15 @@ def act(
     )
     entry = _entry(new, actor, Action(action).value, now, alert.state, note, **extra)
     return AlertChange(new, (entry,), "transitioned")
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (possible in Python, not in UTF-8 or a store)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def acknowledge(alert: Alert, actor: str, now: float, note: str = "") -> AlertChange:

@@ -47,6 +47,9 @@ Event = CrowdEvent | CameraStatusEvent
 _METHODS: Final = frozenset(get_args(CountMethod))
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL: Final = _EPOCH.toordinal()
+# The first and last whole seconds (epoch) of the years 1..9999, UTC.
+_FIRST_SECOND: Final = (datetime(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * 86400
+_LAST_SECOND: Final = (datetime(9999, 12, 31).toordinal() - _EPOCH_ORDINAL) * 86400 + 86399
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$"
 )
@@ -79,9 +82,11 @@ def format_time(ts: float) -> str:
     whole = exact.to_integral_value(rounding=ROUND_FLOOR)
     frac = exact - whole
     try:
-        stamp = (_EPOCH + timedelta(seconds=int(whole))).strftime("%Y-%m-%dT%H:%M:%S")
+        d = _EPOCH + timedelta(seconds=int(whole))
     except OverflowError:
         raise EncodeError(f"time {ts!r} is outside the years 1..9999") from None
+    # By hand: strftime writes years before 1000 with fewer than four digits on some platforms.
+    stamp = f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}"
     if frac:
         # Decimal('0.25') -> '25'; a plain format avoids scientific notation for tiny fractions.
         stamp += "." + format(frac, "f").split(".", 1)[1].rstrip("0")
@@ -103,6 +108,8 @@ def parse_time(text: str) -> float:
     if offset not in ("Z", "z"):
         sign = 1 if offset[0] == "+" else -1
         whole -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
+        if not _FIRST_SECOND <= whole <= _LAST_SECOND:  # every time read must be writable again
+            raise ValueError(f"{text!r} is outside the years 1..9999 in UTC")
     if not fraction:
         return float(whole)
     # An exact ratio of integers, rounded once to the nearest float (int / int is correctly
@@ -314,6 +321,10 @@ class _Reader:
         v = self._get(name)
         if not isinstance(v, str):
             raise self._wrong(name, "a string", v)
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate escape (JSON allows it): no store can keep it
+            raise DecodeError(f"{self._path}{name}: not valid Unicode text: {v!r:.40}") from None
         return v
 
     def count(self, name: str) -> int:

@@ -263,7 +263,10 @@ class RedisAlertStore:
         reads: list[wire.Command] = [("ZMSCORE", k.resolved, *ids), *(("HGETALL", key) for key in alert_keys)]
         with wire.connection(self._client) as conn:
             for _ in range(MAX_ATTEMPTS):
-                scores, *rows = wire.watch_and_read(conn, [k.resolved, *alert_keys], reads)
+                # The alerts only, not the resolved index: every change to a resolved alert
+                # that is still gathering rewrites the index, so watching it made a purge fail
+                # whenever any other alert changed. A score moves only with its alert's record.
+                scores, *rows = wire.watch_and_read(conn, alert_keys, reads)
                 writes: list[wire.Command] = []
                 gone = 0
                 for alert_id, score, row in zip(ids, scores, rows, strict=True):
