@@ -220,11 +220,17 @@ def test_online_after_the_file_appears(
     assert source.stats().online
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rtsp://admin:hunter2@127.0.0.1:1/live?token=t0ps3cret",
+        "rtsp://admin:hunter2#@127.0.0.1:1/live?token=t0ps3cret",  # an unescaped '#' in it
+    ],
+)
 def test_unreachable_stream_is_offline_with_a_redacted_reason(
-    recorder: Recorder, sources: list[OpenCVSource], caplog: pytest.LogCaptureFixture
+    recorder: Recorder, sources: list[OpenCVSource], caplog: pytest.LogCaptureFixture, url: str
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="crowdwatch")
-    url = "rtsp://admin:hunter2@127.0.0.1:1/live?token=t0ps3cret"
     source = _start(sources, OpenCVSource(camera(url, open_timeout_s=1, read_timeout_s=1), recorder))
     wait_until(lambda: source.stats().reconnects >= 2, what="retries")
 

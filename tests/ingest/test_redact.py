@@ -23,6 +23,13 @@ from crowdwatch.core.redact import redact_url
         ("rtsp://u:p@host/x?subtype=0&pwd=z", "rtsp://***:***@host/x?subtype=0&pwd=***"),
         ("rtsp://host:554/Streaming/Channels/101", "rtsp://host:554/Streaming/Channels/101"),
         ("http://host/path@with-at/x", "http://host/path@with-at/x"),
+        # Unescaped '#', '?' or '/' in a password: everything up to the last '@' is hidden...
+        ("rtsp://admin:p#ss123@cam.local/stream", "rtsp://***:***@cam.local/stream"),
+        ("rtsp://admin:pa?ss123@cam.local/stream", "rtsp://***:***@cam.local/stream"),
+        ("rtsp://admin:pa/ss@123@cam.local:554/s?x=1", "rtsp://***:***@cam.local:554/s?x=1"),
+        ("rtsp://admin:12345#x@cam.local/stream", "rtsp://***:***@cam.local/stream"),
+        # ...which hides a host:port too where an '@' sits in the path (ambiguous: safe side).
+        ("http://host:8080/path@with-at/x", "http://***:***@with-at/x"),
         ("file:///videos/plaza.mp4", "file:///videos/plaza.mp4"),
         ("/videos/plaza.mp4", "/videos/plaza.mp4"),
         ("videos/user:pass@x.mp4", "videos/user:pass@x.mp4"),

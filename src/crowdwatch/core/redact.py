@@ -28,6 +28,13 @@ SECRET_PARAMS = frozenset(
 # scheme://userinfo@ — the userinfo runs to the last '@' before the path, so an unescaped '@'
 # inside a password is still hidden.
 _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@")
+# The same with an unescaped '/', '?' or '#' in the password (`user:p#ss@host`): then the part
+# before that character has a ':' and an '@' follows later. Such a URL is ambiguous (it also
+# reads as host:port/path@...), so everything up to the last '@' is hidden: a host shown too
+# little beats a password shown.
+_USERINFO_LOOSE = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#@]*:[^/?#@]*[/?#].*)@"
+)
 _PARAM = re.compile(r"(?P<lead>^|[&;])(?P<name>[^=&;]*)=(?P<value>[^&;]*)")
 
 
@@ -35,7 +42,8 @@ def redact_url(url: str) -> str:
     """Return `url` with user, password and secret query values replaced by `***`.
 
     Never raises: a string that is not a URL (a plain path) comes back unchanged."""
-    url = _USERINFO.sub(_mask_userinfo, url, count=1)
+    masked = _USERINFO.sub(_mask_userinfo, url, count=1)
+    url = masked if masked != url else _USERINFO_LOOSE.sub(_mask_userinfo, url, count=1)
     query_start = url.find("?")
     if query_start < 0:
         return url
