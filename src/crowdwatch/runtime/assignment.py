@@ -57,6 +57,9 @@ WORKER_GROUP: Final = "crowdwatch-workers"
 # cost a healthy worker its cameras.
 SESSION_TIMEOUT_MS: Final = 8000
 HEARTBEAT_INTERVAL_MS: Final = 2000
+# After a failed apply (e.g. a model not fetched here), the assignment is applied again this often:
+# what was fixed meanwhile (the model fetched) is taken up without a rebalance.
+APPLY_RETRY_S: Final = 30.0
 
 
 class CameraTarget(Protocol):
@@ -325,6 +328,7 @@ class KafkaCameraAssignment:
         self._new_assignment: set[TopicPartition] | None = None
         self._unconfirmed_since: float | None = None
         self._catchup: dict[TopicPartition, int] | None = None
+        self._retry_at: float | None = None  # when to apply the assignment again after a failure
 
     # --- public -------------------------------------------------------------------------------
 
@@ -401,7 +405,7 @@ class KafkaCameraAssignment:
             if all(consumer.position(tp) >= end for tp, end in self._catchup.items()):
                 self._catchup = None
                 self._apply(self._table.cameras())
-        elif batches:
+        elif batches or self.retry_due(time.monotonic()):
             self._apply(self._table.cameras())
         since = self._unconfirmed_since
         if since is not None and time.monotonic() - since > self._session_s:
@@ -415,10 +419,14 @@ class KafkaCameraAssignment:
                 )
                 self._apply({})
 
+    def retry_due(self, now: float) -> bool:
+        """Whether the last apply failed and it is time to try the assignment again."""
+        return self._retry_at is not None and now >= self._retry_at
+
     def _apply(self, wanted: dict[str, CameraConfig]) -> None:
         with self._lock:
             before = self._applied
-        if wanted == before and self.caught_up.is_set():
+        if wanted == before and self.caught_up.is_set() and self._retry_at is None:
             return
         for cid in sorted(wanted.keys() - before.keys()):
             log.info("camera %s: assigned to this worker (%s)", cid, redact_url(wanted[cid].url))
@@ -426,8 +434,15 @@ class KafkaCameraAssignment:
             log.info("camera %s: no longer assigned to this worker", cid)
         try:
             self._fleet.set_cameras(wanted.values())
-        except Exception:  # keep following the topic; the next change retries
-            log.exception("camera assignment: applying %d camera(s) failed", len(wanted))
+        except Exception:  # keep following the topic, and try again now and then
+            self._retry_at = time.monotonic() + APPLY_RETRY_S
+            log.exception(
+                "camera assignment: applying %d camera(s) failed; trying again in %.0f s",
+                len(wanted),
+                APPLY_RETRY_S,
+            )
+        else:
+            self._retry_at = None
         with self._lock:
             self._applied = dict(wanted)
         self.metrics.cameras.set(sum(1 for c in wanted.values() if c.enabled))

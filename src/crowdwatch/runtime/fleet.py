@@ -61,12 +61,16 @@ class CameraFleet:
         """Run exactly these cameras: start the new ones, stop the ones no longer listed, and
         restart a camera whose definition changed."""
         wanted = {c.id: c for c in cameras if c.enabled}
-        # Cameras assigned at run time may use a model this worker has not loaded yet.
-        detector, density = self.needs(wanted.values(), self._config)
-        self._models.load(detector=detector, density=density)
+        # The ones no longer listed stop first, whatever happens next: they may run elsewhere
+        # now, and must not run twice.
         with self._lock:
             for camera_id in [cid for cid in self._workers if cid not in wanted]:
                 self._stop_one(camera_id)
+        # Cameras assigned at run time may use a model this worker has not loaded yet (raises
+        # when it cannot: then none of the new or changed cameras start).
+        detector, density = self.needs(wanted.values(), self._config)
+        self._models.load(detector=detector, density=density)
+        with self._lock:
             for camera_id, cam in wanted.items():
                 current = self._workers.get(camera_id)
                 if current is not None and current.camera == cam:

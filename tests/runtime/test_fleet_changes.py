@@ -1,0 +1,113 @@
+"""Changing a worker's cameras when a new camera cannot start (its model is not fetched here):
+the cameras it gave up stop anyway (they may run on another worker now), and the assignment is
+applied again later instead of being taken as done."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from crowdwatch.bus.memory import MemoryBus
+from crowdwatch.config.camera import CameraConfig
+from crowdwatch.config.root import AppConfig, parse_config
+from crowdwatch.detectors.catalog import ModelNotFetchedError
+from crowdwatch.runtime.assignment import KafkaCameraAssignment
+from crowdwatch.runtime.fleet import CameraFleet
+from crowdwatch.runtime.live import LiveState
+from crowdwatch.runtime.metrics import WorkerMetrics
+from crowdwatch.runtime.models import ModelSet
+from crowdwatch.runtime.publisher import EventPublisher
+
+from .fakes import CountingDetector, ScriptedSource
+
+SQUARE = [[0, 0], [400, 0], [400, 200], [0, 200]]
+DISTRICT = [[120.0, 30.0], [120.1, 30.0], [120.1, 30.1], [120.0, 30.1], [120.0, 30.0]]
+
+
+def camera(camera_id: str, method: str) -> dict[str, Any]:
+    return {
+        "id": camera_id,
+        "url": f"{camera_id}.mp4",
+        "location": {"lat": 30.015, "lon": 120.02},
+        "zones": [{"id": "z", "polygon": SQUARE, "method": method}],
+    }
+
+
+@pytest.fixture
+def config() -> AppConfig:
+    return parse_config(
+        {
+            # 'b' counts by density, whose model is not fetched in these tests.
+            "cameras": [camera("a", "detector"), camera("b", "density")],
+            "centers": [
+                {
+                    "id": "d",
+                    "name": "D",
+                    "level": "district",
+                    "boundary": {"type": "Polygon", "coordinates": [DISTRICT]},
+                }
+            ],
+            "bus": {"type": "kafka", "bootstrap_servers": ["127.0.0.1:9"]},
+            "metrics": {"enabled": False},
+        }
+    )
+
+
+def fleet_of(config: AppConfig, tmp_path: Path) -> CameraFleet:
+    models = ModelSet(
+        config.detector, config.counting, tmp_path / "no-models", detector=CountingDetector([0] * 100)
+    )
+    return CameraFleet(
+        config,
+        models,
+        EventPublisher(MemoryBus()),
+        LiveState(),
+        WorkerMetrics(CollectorRegistry()),
+        source_factory=lambda c, status: ScriptedSource(c.id, 5),
+    )
+
+
+def test_cameras_given_up_stop_even_when_a_new_one_cannot_start(config: AppConfig, tmp_path: Path) -> None:
+    cams = {c.id: c for c in config.cameras}
+    fleet = fleet_of(config, tmp_path)
+    try:
+        fleet.set_cameras([cams["a"]])
+        assert fleet.camera_ids == ["a"]
+        with pytest.raises(ModelNotFetchedError):
+            fleet.set_cameras([cams["b"]])  # 'a' moved away, 'b' came: no density model here
+        assert fleet.camera_ids == []
+    finally:
+        fleet.stop()
+
+
+class FailingOnce:
+    """A fleet whose first change fails (a model missing, fetched meanwhile)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def set_cameras(self, cameras: Iterable[CameraConfig]) -> None:
+        self.calls.append(sorted(c.id for c in cameras))
+        if len(self.calls) == 1:
+            raise ModelNotFetchedError("csrnet-density is not fetched")
+
+
+def test_a_failed_assignment_is_applied_again(config: AppConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = FailingOnce()
+    assignment = KafkaCameraAssignment(config, fleet, registry=CollectorRegistry())
+    clock = [1000.0]
+    monkeypatch.setattr("crowdwatch.runtime.assignment.time.monotonic", lambda: clock[0])
+    wanted = {c.id: c for c in config.cameras}
+    assignment._apply(wanted)
+    assert assignment.retry_due(clock[0]) is False
+    clock[0] += 31.0
+    assert assignment.retry_due(clock[0]) is True
+    assignment._apply(wanted)  # the same assignment: once it would have been taken as done
+    assert fleet.calls == [["a", "b"], ["a", "b"]]
+    assert assignment.retry_due(clock[0] + 1000) is False  # it worked: nothing more to retry
+    assignment._apply(wanted)
+    assert len(fleet.calls) == 2
