@@ -4,6 +4,8 @@ applied again later instead of being taken as done."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -111,3 +113,39 @@ def test_a_failed_assignment_is_applied_again(config: AppConfig, monkeypatch: py
     assert assignment.retry_due(clock[0] + 1000) is False  # it worked: nothing more to retry
     assignment._apply(wanted)
     assert len(fleet.calls) == 2
+
+
+class RecordingFleet:
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def set_cameras(self, cameras: Iterable[CameraConfig]) -> None:
+        self.calls.append(sorted(c.id for c in cameras))
+
+
+def test_cameras_keep_running_while_kafka_is_unreachable(
+    config: AppConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopping them would blind every camera for the whole outage (Kafka down for all) and lose
+    what the bus's spool exists to keep. (The config's broker, 127.0.0.1:9, refuses.)"""
+    fleet = RecordingFleet()
+    assignment = KafkaCameraAssignment(
+        config,
+        fleet,
+        registry=CollectorRegistry(),
+        session_timeout_ms=300,
+        heartbeat_interval_ms=100,
+        retry_backoff_s=0.05,
+    )
+    assignment._apply({c.id: c for c in config.cameras})  # what the last assignment said
+    caplog.set_level(logging.WARNING, logger="crowdwatch.runtime.assignment")
+    assignment.start()
+    try:
+        deadline = time.monotonic() + 20.0
+        while "keep running" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the log for the warning, with a deadline
+        assert "the 2 camera(s) here keep running" in caplog.text
+    finally:
+        assignment.stop()
+    assert fleet.calls == [["a", "b"]]  # never told to stop them
+    assert assignment.camera_ids == ["a", "b"]

@@ -22,8 +22,12 @@ restarted camera loses its gathering state (an ongoing gathering would become a 
 a second alert). So revoked cameras keep running until the new assignment is known; then
 `set_cameras` stops the cameras that moved away and leaves the others alone (the sticky assignor
 keeps most partitions where they were). If no assignment follows within the session timeout
-(the broker is unreachable, or the group threw this member out), the revoked cameras are
-stopped: by then the group has given them to another worker.
+(the broker is unreachable), the cameras still keep running: when Kafka is down for every
+worker, stopping them would blind every camera for the whole outage and lose the gatherings that
+the bus's spool exists to keep (and an ongoing gathering would restart as a new episode). The
+price, when only this worker lost Kafka: the group gives its cameras to another worker, and they
+run on both until this one rejoins and its new assignment stops them (their spooled events then
+arrive late, as a second alert at worst). A warning says so once the session timeout has passed.
 """
 
 from __future__ import annotations
@@ -327,6 +331,7 @@ class KafkaCameraAssignment:
         # consumer-thread state, set by the listener
         self._new_assignment: set[TopicPartition] | None = None
         self._unconfirmed_since: float | None = None
+        self._unconfirmed_told = False
         self._catchup: dict[TopicPartition, int] | None = None
         self._retry_at: float | None = None  # when to apply the assignment again after a failure
 
@@ -360,6 +365,7 @@ class KafkaCameraAssignment:
                 consumer = KafkaConsumer(**self._consumer_options)
             except Exception as exc:  # broker down at start: keep trying
                 log.warning("camera assignment: cannot reach Kafka (%s); retrying", exc)
+                self._start_unconfirmed()
                 self._unconfirmed(time.monotonic())
                 self._stop.wait(self._backoff_s)
                 continue
@@ -370,6 +376,7 @@ class KafkaCameraAssignment:
                     self._step(consumer)
             except Exception:
                 log.exception("camera assignment: consumer failed; rejoining in %.1f s", self._backoff_s)
+                self._start_unconfirmed()
                 self._unconfirmed(time.monotonic())
                 self._stop.wait(self._backoff_s)
             finally:
@@ -407,17 +414,7 @@ class KafkaCameraAssignment:
                 self._apply(self._table.cameras())
         elif batches or self.retry_due(time.monotonic()):
             self._apply(self._table.cameras())
-        since = self._unconfirmed_since
-        if since is not None and time.monotonic() - since > self._session_s:
-            # No assignment since the revoke / the failure: the group has given our partitions
-            # to someone else by now.
-            self._unconfirmed_since = None
-            if self._applied:
-                log.warning(
-                    "camera assignment: no assignment for %.0f s; stopping the revoked cameras",
-                    self._session_s,
-                )
-                self._apply({})
+        self._unconfirmed(time.monotonic())
 
     def retry_due(self, now: float) -> bool:
         """Whether the last apply failed and it is time to try the assignment again."""
@@ -449,19 +446,31 @@ class KafkaCameraAssignment:
         self.caught_up.set()
 
     def _unconfirmed(self, now: float) -> None:
-        if self._unconfirmed_since is None:
-            self._unconfirmed_since = now
+        """Called while no assignment confirms the cameras (Kafka unreachable, or a rebalance
+        under way). They keep running: see the module doc. Said once per spell."""
         since = self._unconfirmed_since
-        if now - since > self._session_s and self._applied:
-            self._unconfirmed_since = None
-            log.warning("camera assignment: Kafka unreachable for %.0f s; stopping cameras", now - since)
-            self._apply({})
+        if since is None or self._unconfirmed_told or now - since <= self._session_s:
+            return
+        self._unconfirmed_told = True
+        if self._applied:
+            log.warning(
+                "camera assignment: no assignment for %.0f s (Kafka unreachable?); the %d camera(s) "
+                "here keep running and their events are spooled; should the group have given them "
+                "to another worker meanwhile, they run there too until this worker rejoins",
+                now - since,
+                len(self._applied),
+            )
 
     # --- listener callbacks (consumer thread, inside poll) -----------------------------------
 
-    def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        if revoked and self._unconfirmed_since is None:
+    def _start_unconfirmed(self) -> None:
+        if self._unconfirmed_since is None:
             self._unconfirmed_since = time.monotonic()
+            self._unconfirmed_told = False
+
+    def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            self._start_unconfirmed()
         self._catchup = None  # a catch-up in progress is void: a new assignment follows
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
