@@ -177,5 +177,6 @@ def test_invalid_hierarchies(centers: list[CenterInfo], message: str) -> None:
 def test_center_info_validates_level_and_sla() -> None:
     with pytest.raises(ValueError, match="unknown level"):
         CenterInfo("x", "X", "county", None, 60)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="ack_sla_s must be positive"):
-        CenterInfo("x", "X", "district", None, 0)
+    for sla_s in (0.0, -5.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="ack_sla_s must be positive"):
+            CenterInfo("x", "X", "district", None, sla_s)

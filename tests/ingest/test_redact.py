@@ -20,6 +20,11 @@ from crowdwatch.core.redact import redact_url
         ("http://host/x?token=abc#frag", "http://host/x?token=***#frag"),
         ("http://host/x?token=", "http://host/x?token=***"),
         ("http://host/x?monkey=1&keyframe=2", "http://host/x?monkey=1&keyframe=2"),
+        (
+            "https://b.s3.amazonaws.com/cam.jpg?X-Amz-Credential=AKIA%2F&X-Amz-Signature=ab12&X-Amz-Expires=60",
+            "https://b.s3.amazonaws.com/cam.jpg?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Expires=60",
+        ),
+        ("http://host/x?client_secret=s&access_key=k", "http://host/x?client_secret=***&access_key=***"),
         ("rtsp://u:p@host/x?subtype=0&pwd=z", "rtsp://***:***@host/x?subtype=0&pwd=***"),
         ("rtsp://host:554/Streaming/Channels/101", "rtsp://host:554/Streaming/Channels/101"),
         ("http://host/path@with-at/x", "http://host/path@with-at/x"),

@@ -344,7 +344,11 @@ class KafkaBus:
             self._create([self.spec_for(t) for t in topics if t not in self._created])
         consumer = KafkaConsumer(group_id=group, **self._connection, **self._consumer_options)
         member = KafkaBusConsumer(consumer, lambda stage: self.commit_failures.labels(stage=stage).inc())
-        consumer.subscribe(list(topics), listener=_CommitBeforeRevoke(member.commits))
+        try:
+            consumer.subscribe(list(topics), listener=_CommitBeforeRevoke(member.commits))
+        except BaseException:
+            consumer.close(autocommit=False)  # its sockets and threads, not left for the GC
+            raise
         return member
 
     # --- lifecycle ------------------------------------------------------------------------

@@ -22,6 +22,17 @@ SECRET_PARAMS = frozenset(
         "secret",
         "signature",
         "sig",
+        # Presigned and OAuth-style URLs (an HTTP snapshot source may be one).
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "client_secret",
+        "access_key",
+        "secret_key",
+        "private_token",
+        "session_token",
     }
 )
 

@@ -11,6 +11,7 @@ Order of rules:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol, get_args
@@ -35,8 +36,10 @@ class CenterInfo:
     def __post_init__(self) -> None:
         if self.level not in DEPTH:
             raise ValueError(f"center '{self.id}': unknown level '{self.level}' (expected one of {LEVELS})")
-        if self.ack_sla_s <= 0:
-            raise ValueError(f"center '{self.id}': ack_sla_s must be positive, got {self.ack_sla_s}")
+        if not self.ack_sla_s > 0 or not math.isfinite(self.ack_sla_s):  # NaN passes `<= 0`
+            raise ValueError(
+                f"center '{self.id}': ack_sla_s must be positive and finite, got {self.ack_sla_s}"
+            )
 
 
 class CenterDirectory:

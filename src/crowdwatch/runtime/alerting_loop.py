@@ -32,11 +32,13 @@ class AlertingLoop:
         """Stop the thread; with `drain`, finish what is already on the bus first."""
         self._stop.set()
         self._thread.join(timeout=30)
-        if drain:
-            while self.service.run_once(0.0) > 0:
-                pass
-            self.service.tick()
-        self.service.close()
+        try:
+            if drain:
+                while self.service.run_once(0.0) > 0:
+                    pass
+                self.service.tick()
+        finally:  # a failing drain still leaves the group (what it did not commit comes again)
+            self.service.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
