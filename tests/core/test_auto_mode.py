@@ -64,8 +64,44 @@ def test_dwell_blocks_an_immediate_switch_back_to_density() -> None:
     sw.before_density(0.0, boxes(20))
     sw.after_density(10.0, 2.0)
     assert mode(sw) == "detector"
-    assert sw.before_density(15.0, boxes(30)) == "detector"  # 5 s after the switch
+    assert sw.before_density(12.0, boxes(3)) == "detector"  # the crowd left
+    assert sw.before_density(15.0, boxes(30)) == "detector"  # a new one, 5 s after the switch
     assert sw.before_density(20.0, boxes(30)) == "density"
+
+
+def test_boxes_and_map_disagreeing_do_not_make_the_mode_flap() -> None:
+    """Many boxes, a near-empty map (big, near people): the box rule and the map's rule took
+    turns every dwell, and the zone's count swung between the two."""
+    sw = AutoSwitch(PARAMS)
+    modes = []
+    for t in range(120):
+        if sw.before_density(float(t), boxes(16)) == "density":
+            sw.after_density(float(t), 6.0)
+        modes.append(mode(sw))
+    assert modes[:10] == ["density"] * 10
+    assert modes[10:] == ["detector"] * 110  # the map said sparse: the boxes are trusted
+
+
+@pytest.mark.parametrize(
+    ("boxes_then", "probe", "expected"),
+    [
+        (3, None, "density"),  # the boxes fell below to_detector_count: a new scene
+        (16, 9.0, "density"),  # a probe sees people on the map again
+        (16, 7.0, "detector"),  # a probe still sees (almost) nobody
+        (16, None, "detector"),
+    ],
+)
+def test_the_box_rule_comes_back_with_a_new_scene_or_the_map(
+    boxes_then: int, probe: float | None, expected: str
+) -> None:
+    sw = AutoSwitch(PROBING)
+    sw.before_density(0.0, boxes(16))
+    sw.after_density(10.0, 6.0)
+    assert mode(sw) == "detector"
+    sw.before_density(20.0, boxes(boxes_then))
+    if probe is not None:
+        sw.after_probe(20.0, probe, boxes_then)
+    assert sw.before_density(30.0, boxes(16)) == expected
 
 
 def test_params_refuse_inverted_thresholds() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,22 @@ def test_a_failed_batch_fails_its_callers_and_the_next_batch_works() -> None:
     got = run_callers(batcher, [99, 50])
     assert all(isinstance(v, RuntimeError) and "out of memory" in str(v) for v in got.values())
     assert run_callers(batcher, [60, 70]) == {60: pytest.approx(60 / 255), 70: pytest.approx(70 / 255)}
+    batcher.close()
+
+
+def test_a_failing_batch_observer_does_not_stop_the_detector(caplog: pytest.LogCaptureFixture) -> None:
+    """The observer (a metric) once ran before the answers were set, outside the dispatcher's
+    error handling: one failure killed the dispatcher and every later caller waited forever."""
+
+    def broken_metric(size: int) -> None:
+        raise ValueError("metric exploded")
+
+    batcher = MicroBatcher(FakeBatchDetector(), max_batch=2, max_wait_s=0.0, on_batch=broken_metric)
+    with ThreadPoolExecutor(1) as pool:  # a regression fails on the timeout instead of hanging
+        for value in (10, 20):
+            got = pool.submit(batcher.detect, frame(value)).result(timeout=10.0)
+            assert got.confidence[0] == pytest.approx(value / 255)
+    assert "the batch observer failed" in caplog.text
     batcher.close()
 
 

@@ -12,6 +12,12 @@ The probe is for crowds the detector barely sees at all (heads without bodies, f
 street of 300 people may give it 9 boxes, which no box rule can tell from 9 passers-by. While
 counting by boxes, the density map is also computed every `probe_every_s` (and whenever the
 frame has one anyway); when it counts far more than the boxes, the boxes are not to be trusted.
+
+When the two disagree the other way (many boxes, a near-empty map: big, near people that the
+density model was not trained on), the first rule and the last would take turns every dwell and
+the count would swing between them. So once the map has sent the zone back to boxes, the box
+rule waits until the boxes have fallen below `to_detector_count` (a new scene) or a probe
+counts at least `to_detector_count` (the map sees people again): the boxes are trusted meanwhile.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class AutoSwitch:
         self.mode: Mode = "detector"
         self._since: float | None = None
         self._last_probe: float | None = None
+        self._map_said_sparse = False  # the map sent the zone back to boxes (see the module doc)
 
     def _may_switch(self, now: float) -> bool:
         return self._since is None or now - self._since >= self.params.min_dwell_s
@@ -62,8 +69,10 @@ class AutoSwitch:
         """Decide this frame's mode from the boxes in the zone (before any density map is
         computed, so density runs only where needed)."""
         p = self.params
-        if self.mode == "detector" and self._may_switch(now):
-            n = len(in_zone)
+        n = len(in_zone)
+        if n < p.to_detector_count:
+            self._map_said_sparse = False
+        if self.mode == "detector" and self._may_switch(now) and not self._map_said_sparse:
             small = n > 0 and float(np.median(in_zone.heights())) < p.small_person_px
             if n >= p.to_density_count or (small and n >= p.to_detector_count):
                 self._switch("density", now)
@@ -83,6 +92,8 @@ class AutoSwitch:
         if self.mode != "detector" or p.probe_every_s is None or not self._may_switch(now):
             return self.mode  # a map within the dwell is no probe: the next one stays due
         self._last_probe = now
+        if density_count >= p.to_detector_count:
+            self._map_said_sparse = False
         if density_count >= p.to_density_count and density_count >= p.probe_ratio * boxes:
             self._switch("density", now)
         return self.mode
@@ -90,3 +101,4 @@ class AutoSwitch:
     def after_density(self, now: float, density_count: float) -> None:
         if self.mode == "density" and density_count < self.params.to_detector_count and self._may_switch(now):
             self._switch("detector", now)
+            self._map_said_sparse = True

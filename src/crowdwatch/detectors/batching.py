@@ -8,6 +8,7 @@ for a few milliseconds of added latency. On a CPU it gains nothing: keep `batch_
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,8 @@ import numpy.typing as npt
 
 from crowdwatch.core.types import Detections
 from crowdwatch.detectors.base import Detector, DetectorClosedError, check_image
+
+log = logging.getLogger(__name__)
 
 Image = npt.NDArray[np.uint8]
 
@@ -114,10 +117,13 @@ class MicroBatcher:
                 for r in batch:
                     r.result.set_exception(exc)
                 continue
-            if self._on_batch is not None:
-                self._on_batch(len(batch))
             for r, detections in zip(batch, results, strict=True):
                 r.result.set_result(detections)
+            if self._on_batch is not None:
+                try:
+                    self._on_batch(len(batch))
+                except Exception:  # a metric must not stop every camera's detections
+                    log.exception("detector %s: the batch observer failed", self.name)
 
     def _next_batch(self) -> list[_Request] | None:
         """Wait for a first frame, then up to `max_wait_s` for the batch to fill. None once
