@@ -119,3 +119,55 @@ def test_a_batching_detector_gets_the_tiles_in_batches_with_the_same_result(batc
 def test_tile_batch_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         TiledDetector(Painted(), batch_size=0)
+
+
+def test_a_person_below_the_region_keeps_their_feet_outside_it() -> None:
+    """Cut exactly at the region, a body below it ended on its edge: feet 'inside' the zone."""
+    picture = np.zeros((1000, 1000, 3), np.uint8)
+    picture[420:580, 480:520] = 255  # feet at y=580; the zone's region ends at y=500
+    out = TiledDetector(Painted(), tile=640, overlap=0.2, upscale=2.0).detect(
+        picture, region=(0, 0, 1000, 500)
+    )
+    assert len(out) == 1
+    np.testing.assert_allclose(out.xyxy[0], [480, 420, 520, 580], atol=1.0)  # the whole body
+
+
+@pytest.mark.parametrize("top", [200, 230, 250])
+def test_a_person_taller_than_the_overlap_is_counted_once(top: int) -> None:
+    """Cut by the seam in both tiles (source tiles of 320 px at 0 and 256): two partial boxes,
+    too little overlap for NMS; merged into one, the whole person."""
+    picture = np.zeros((640, 300, 3), np.uint8)
+    picture[top : top + 200, 100:140] = 255
+    out = TiledDetector(Painted(), tile=640, overlap=0.2, upscale=2.0).detect(picture)
+    assert len(out) == 1
+    np.testing.assert_allclose(out.xyxy[0], [100, top, 140, top + 200], atol=1.0)
+
+
+def test_two_people_meeting_at_a_seam_stay_two() -> None:
+    picture = image_with_people((60, 50, 70, 90), (80, 50, 90, 90))  # apart by 10 px, seams at 75
+    assert len(TiledDetector(Painted(), tile=200, overlap=0.25, upscale=2.0).detect(picture)) == 2
+
+
+class WholeTile(Painted):
+    """Also 'sees' a low-confidence person filling the whole tile, as the real model now and
+    then does on an enlarged tile."""
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> Detections:
+        seen = super().detect(image)
+        h, w = image.shape[:2]
+        whole = Detections(
+            np.array([[0, 0, w, h]], np.float32), np.array([0.4], np.float32), np.ones(1, np.int32)
+        )
+        return Detections(
+            np.concatenate([seen.xyxy, whole.xyxy]),
+            np.concatenate([seen.confidence, whole.confidence]),
+            np.concatenate([seen.class_id, whole.class_id]),
+        )
+
+
+def test_a_box_filling_a_whole_tile_is_dropped() -> None:
+    out = TiledDetector(WholeTile(), tile=200, overlap=0.25, upscale=2.0).detect(
+        image_with_people((30, 40, 40, 70))
+    )
+    assert len(out) == 1
+    np.testing.assert_allclose(out.xyxy[0], [30, 40, 40, 70], atol=1.0)

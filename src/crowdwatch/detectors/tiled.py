@@ -1,6 +1,17 @@
 """Tiled detection for far-field zones: people a few dozen pixels tall vanish when a whole
 frame is shrunk to the model's input, so cut the zone's area into overlapping tiles, enlarge
-each to the model's size, detect, map back and merge duplicates across tile seams with NMS."""
+each to the model's size, detect, map back and merge duplicates across tile seams.
+
+Three things a plain "NMS over every tile's boxes" gets wrong, each handled here:
+- the zone's area is widened by a margin before tiling: cut exactly at the zone's bounding
+  box, a person standing just below it has their body cut there, and the partial box's bottom
+  (the feet) lands on the zone's edge, counted in;
+- a person taller than the tiles' overlap is cut by a seam in every tile that sees them: the
+  two partial boxes overlap too little for NMS, so boxes cut by an inner tile edge are merged
+  into their union with a box they mostly overlap (intersection over the smaller box);
+- on an enlarged tile the model now and then fires on the whole tile (a low-confidence box
+  the size of the tile): a box covering nearly a whole tile is no far-field person, and goes.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +50,10 @@ class TiledDetector:
         upscale: float = 2.0,
         iou: float = 0.45,
         batch_size: int = 16,
+        margin: float = 0.25,
     ) -> None:
+        """`margin`: how far around the region to look, as a fraction of a tile's source side
+        (0.25: 80 px at the default 640 px tiles enlarged 2x)."""
         if upscale < 1:
             raise ValueError("upscale must be at least 1")
         if batch_size < 1:
@@ -52,40 +66,58 @@ class TiledDetector:
         self.overlap = overlap
         self.upscale = upscale
         self.iou = iou
+        self.margin = margin
 
     def detect(self, image: npt.NDArray[np.uint8], region: Region | None = None) -> Detections:
         h, w = image.shape[:2]
         x0, y0, x1, y1 = region if region is not None else (0, 0, w, h)
-        x0, y0 = max(0, x0), max(0, y0)
-        x1, y1 = min(w, x1), min(h, y1)
         if x1 <= x0 or y1 <= y0:
             return Detections.empty()
         src_tile = max(32, round(self.tile / self.upscale))
+        pad = round(self.margin * src_tile)
+        x0, y0 = max(0, x0 - pad), max(0, y0 - pad)
+        x1, y1 = min(w, x1 + pad), min(h, y1 + pad)
+        if x1 <= x0 or y1 <= y0:
+            return Detections.empty()
         scale = self.upscale
         tiles: list[npt.NDArray[np.uint8]] = []
-        offsets: list[tuple[int, int]] = []
+        extents: list[tuple[int, int, int, int]] = []
         for ty in tile_origins(y1 - y0, src_tile, self.overlap):
             for tx in tile_origins(x1 - x0, src_tile, self.overlap):
                 ox, oy = x0 + tx, y0 + ty
-                crop = image[oy : min(oy + src_tile, y1), ox : min(ox + src_tile, x1)]
+                ex, ey = min(ox + src_tile, x1), min(oy + src_tile, y1)
+                crop = image[oy:ey, ox:ex]
                 ch, cw = crop.shape[:2]
                 big = cv2.resize(crop, (round(cw * scale), round(ch * scale)), interpolation=cv2.INTER_LINEAR)
                 tiles.append(np.ascontiguousarray(big))
-                offsets.append((ox, oy))
-        boxes, scores, classes = [], [], []
-        for det, (ox, oy) in zip(self._detect_all(tiles), offsets, strict=True):
+                extents.append((ox, oy, ex, ey))
+        boxes, scores, classes, cut = [], [], [], []
+        for det, (ox, oy, ex, ey) in zip(self._detect_all(tiles), extents, strict=True):
             if len(det) == 0:
                 continue
             xyxy = det.xyxy / scale
             xyxy[:, [0, 2]] += ox
             xyxy[:, [1, 3]] += oy
-            boxes.append(xyxy)
-            scores.append(det.confidence)
-            classes.append(det.class_id)
+            whole_tile = (xyxy[:, 2] - xyxy[:, 0] >= _WHOLE_TILE * (ex - ox)) & (
+                xyxy[:, 3] - xyxy[:, 1] >= _WHOLE_TILE * (ey - oy)
+            )
+            keep = ~whole_tile
+            boxes.append(xyxy[keep])
+            scores.append(det.confidence[keep])
+            classes.append(det.class_id[keep])
+            cut.append(_cut_by_seam(xyxy[keep], (ox, oy, ex, ey), (x0, y0, x1, y1)))
         if not boxes:
             return Detections.empty()
         merged = Detections(np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes))
-        kept = merged[nms(merged.xyxy, merged.confidence, self.iou, max_det=100_000)]
+        if len(merged) == 0:
+            return merged
+        cut_by_seam = np.concatenate(cut)
+        # Ties go to the whole box: of a person seen whole in one tile and cut in the next, NMS
+        # must keep the whole one (the cut one's feet are wrong).
+        ranking = merged.confidence - _CUT_TIE_BREAK * cut_by_seam
+        order = nms(merged.xyxy, ranking.astype(np.float32), self.iou, max_det=100_000)
+        kept, kept_cut = merged[order], cut_by_seam[order]
+        kept = _merge_cut(kept, kept_cut)
         return kept[_not_contained(kept.xyxy, kept.confidence)]
 
     def _detect_all(self, tiles: list[npt.NDArray[np.uint8]]) -> list[Detections]:
@@ -100,6 +132,58 @@ class TiledDetector:
 
     def close(self) -> None:
         self.detector.close()
+
+
+# A box at least this share of a tile's width and height is the model firing on the tile.
+_WHOLE_TILE = 0.9
+# Within this many source pixels of a tile's edge, a box is cut by it.
+_EDGE_PX = 2.0
+# Boxes cut by a seam are one person when the intersection is this share of the smaller one.
+_SAME_PERSON_IOS = 0.5
+# Below any score difference that means something.
+_CUT_TIE_BREAK = 1e-4
+
+
+def _cut_by_seam(
+    xyxy: npt.NDArray[np.float32], tile: tuple[int, int, int, int], region: tuple[int, int, int, int]
+) -> npt.NDArray[np.bool_]:
+    """Boxes touching an edge of their tile that lies inside the region (a seam, not the
+    region's or the picture's border): the person goes on in the next tile."""
+    tx0, ty0, tx1, ty1 = tile
+    rx0, ry0, rx1, ry1 = region
+    return (
+        ((tx0 > rx0) & (xyxy[:, 0] <= tx0 + _EDGE_PX))
+        | ((ty0 > ry0) & (xyxy[:, 1] <= ty0 + _EDGE_PX))
+        | ((tx1 < rx1) & (xyxy[:, 2] >= tx1 - _EDGE_PX))
+        | ((ty1 < ry1) & (xyxy[:, 3] >= ty1 - _EDGE_PX))
+    )
+
+
+def _merge_cut(dets: Detections, cut: npt.NDArray[np.bool_]) -> Detections:
+    """Merge each box cut by a seam into a better box (higher score first) that it mostly
+    overlaps: the two become their union, with the better one's score and class."""
+    xyxy = dets.xyxy.copy()
+    alive = np.ones(len(dets), dtype=bool)
+    order = np.lexsort((cut, -dets.confidence))  # by score, whole boxes first among equals
+    for rank, i in enumerate(order):
+        if not cut[i]:
+            continue
+        better = order[:rank][alive[order[:rank]]]
+        if len(better) == 0:
+            continue
+        ix = np.maximum(0, np.minimum(xyxy[better, 2], xyxy[i, 2]) - np.maximum(xyxy[better, 0], xyxy[i, 0]))
+        iy = np.maximum(0, np.minimum(xyxy[better, 3], xyxy[i, 3]) - np.maximum(xyxy[better, 1], xyxy[i, 1]))
+        area_i = (xyxy[i, 2] - xyxy[i, 0]) * (xyxy[i, 3] - xyxy[i, 1])
+        area_b = (xyxy[better, 2] - xyxy[better, 0]) * (xyxy[better, 3] - xyxy[better, 1])
+        ios = ix * iy / np.maximum(np.minimum(area_i, area_b), 1e-6)
+        matches = better[ios >= _SAME_PERSON_IOS]
+        if len(matches) == 0:
+            continue
+        j = matches[0]  # the best-scoring match
+        xyxy[j, :2] = np.minimum(xyxy[j, :2], xyxy[i, :2])
+        xyxy[j, 2:] = np.maximum(xyxy[j, 2:], xyxy[i, 2:])
+        alive[i] = False
+    return Detections(xyxy[alive], dets.confidence[alive], dets.class_id[alive])
 
 
 def _not_contained(
