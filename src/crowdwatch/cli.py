@@ -22,7 +22,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Count people per zone on many cameras and alert the responsible center.",
     )
     p.add_argument("--version", action="version", version=f"crowdwatch {__version__}")
-    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    p.add_argument(
+        "--log-level",
+        type=str.upper,  # any case: --log-level debug
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        default="WARNING",
+        help="DEBUG, INFO, WARNING (default), ERROR or CRITICAL",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="everything in one process (embedded bus and store)")
@@ -77,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_models_command(argv[1:])
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "validate-config":
         return _validate(args.config)
     if args.command in ("run", "worker", "alerting"):

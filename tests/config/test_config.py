@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import copy
+import logging
+import math
 import traceback
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin
 
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from crowdwatch.cli import main
 from crowdwatch.config import AppConfig, load_config
 from crowdwatch.config.root import ConfigError, format_validation_error, parse_config
 from crowdwatch.config.rules import RulesConfig
@@ -257,6 +261,96 @@ BAD_CONFIGS = [
         id="polygon-not-a-number",
     ),
     pytest.param(
+        set_in("cameras.0.zones.0.polygon", [[0, 0], [math.nan, 0], [100, 100]]),
+        ["cameras[0].zones[0].polygon[1][0]: Input should be a finite number"],
+        id="polygon-nan",
+    ),
+    pytest.param(
+        set_in("cameras.0.zones.0.polygon", [[0, 0], [100, 0], [100, math.inf]]),
+        ["cameras[0].zones[0].polygon[2][1]: Input should be a finite number"],
+        id="polygon-inf",
+    ),
+    pytest.param(
+        # A bow tie: two triangles of ~5000 px2 whose shoelace "area" is their difference (~50).
+        set_in("cameras.0.zones.0.polygon", [[0, 0], [100, 100], [100, 0], [0, 101]]),
+        [
+            "cameras[0].zones[0].polygon: polygon outline crosses itself: the edge from point 0 to "
+            "point 1 meets the edge from point 2 to point 3 (counting from 0); list the points in "
+            "order around the zone"
+        ],
+        id="polygon-bow-tie",
+    ),
+    pytest.param(
+        # Symmetric: zero shoelace area, but the problem is the crossing, not collinear points.
+        set_in("cameras.0.zones.0.polygon", [[0, 0], [100, 100], [100, 0], [0, 100]]),
+        [
+            "cameras[0].zones[0].polygon: polygon outline crosses itself: the edge from point 0 to "
+            "point 1 meets the edge from point 2 to point 3 (counting from 0); list the points in "
+            "order around the zone"
+        ],
+        id="polygon-symmetric-bow-tie",
+    ),
+    pytest.param(
+        # Point 3 lies on the edge from point 0 to 1: the outline touches itself.
+        set_in("cameras.0.zones.0.polygon", [[0, 0], [100, 0], [100, 100], [50, 0], [0, 100]]),
+        [
+            "cameras[0].zones[0].polygon: polygon outline crosses itself: the edge from point 0 to "
+            "point 1 meets the edge from point 2 to point 3 (counting from 0); list the points in "
+            "order around the zone"
+        ],
+        id="polygon-touches-itself",
+    ),
+    pytest.param(
+        set_in("cameras.0.read_timeout_s", math.inf),
+        ["cameras[0].read_timeout_s: Input should be a finite number"],
+        id="read-timeout-inf",
+    ),
+    pytest.param(
+        set_in("cameras.0.open_timeout_s", math.inf),
+        ["cameras[0].open_timeout_s: Input should be a finite number"],
+        id="open-timeout-inf",
+    ),
+    pytest.param(
+        set_in("cameras.0.offline_after_s", math.inf),
+        ["cameras[0].offline_after_s: Input should be a finite number"],
+        id="offline-after-inf",
+    ),
+    pytest.param(
+        set_in("cameras.0.sample_every_s", math.nan),
+        ["cameras[0].sample_every_s: Input should be a finite number"],
+        id="sample-every-nan",
+    ),
+    pytest.param(
+        set_in("cameras.0.reconnect", {"max_s": math.inf}),
+        ["cameras[0].reconnect.max_s: Input should be a finite number"],
+        id="reconnect-max-inf",
+    ),
+    pytest.param(
+        set_in("rules", {"clear_after_s": math.inf}),
+        ["rules.clear_after_s: Input should be a finite number"],
+        id="rules-clear-after-inf",
+    ),
+    pytest.param(
+        set_in("cameras.0.zones.0.rules", {"cooldown_s": math.nan}),
+        ["cameras[0].zones[0].rules.cooldown_s: Input should be a finite number"],
+        id="zone-override-nan",
+    ),
+    pytest.param(
+        set_in("rules", {"exit_count": 0}),
+        ["rules.exit_count: Input should be greater than 0"],
+        id="exit-count-zero-never-ends",
+    ),
+    pytest.param(
+        set_in("rules", {"exit_density": 0}),
+        ["rules.exit_density: Input should be greater than 0"],
+        id="exit-density-zero-never-ends",
+    ),
+    pytest.param(
+        set_in("cameras.0.zones.0.rules", {"exit_count": 0}),
+        ["cameras[0].zones[0].rules.exit_count: Input should be greater than 0"],
+        id="zone-override-exit-count-zero",
+    ),
+    pytest.param(
         set_in("rules", {"enter_count": 10, "exit_count": 10}),
         ["rules: exit_count (10.0) must be below enter_count (10.0)"],
         id="exit-count-equals-enter-count",
@@ -395,6 +489,45 @@ BAD_CONFIGS = [
         id="geojson-ring-too-short",
     ),
     pytest.param(
+        set_in(
+            "centers.0.boundary",
+            {"type": "Polygon", "coordinates": [[[121, 31], [math.nan, 31], [122, 32], [121, 31]]]},
+        ),
+        ["centers[0].boundary: boundary position [nan, 31] is not a finite [lon, lat]"],
+        id="geojson-nan",
+    ),
+    pytest.param(
+        set_in(
+            "centers.0.boundary",
+            {"type": "Polygon", "coordinates": [[[121, 31], [122, 32], [122, 31], [121, 32], [121, 31]]]},
+        ),
+        [
+            "centers[0].boundary: boundary ring coordinates[0] crosses itself: the edge from "
+            "position 0 to 1 meets the edge from position 2 to 3 (counting from 0)"
+        ],
+        id="geojson-bow-tie",
+    ),
+    pytest.param(
+        set_in(
+            "centers.1.boundary",
+            {
+                "type": "MultiPolygon",
+                "coordinates": [
+                    square(121.4, 31.2, 0.1)["coordinates"],
+                    [
+                        square(121.6, 31.2, 0.1)["coordinates"][0],
+                        [[121.6, 31.2], [121.7, 31.3], [121.7, 31.2], [121.6, 31.3], [121.6, 31.2]],
+                    ],
+                ],
+            },
+        ),
+        [
+            "centers[1].boundary: boundary ring coordinates[1][1] crosses itself: the edge from "
+            "position 0 to 1 meets the edge from position 2 to 3 (counting from 0)"
+        ],
+        id="geojson-multipolygon-hole-bow-tie",
+    ),
+    pytest.param(
         set_in("cameras.0.location", {"lat": 121.47, "lon": 31.23}),
         ["cameras[0].location.lat: Input should be less than or equal to 90"],
         id="camera-lat-lon-swapped",
@@ -450,7 +583,7 @@ BAD_CONFIGS = [
                 "ground_points": [[0, 0], [10, 0], [10, 20], [0, 20]],
             },
         ),
-        ["cameras[0].zones[0].polygon: zone polygon crosses the horizon of the ground calibration"],
+        ["cameras[0].zones[0].polygon: zone polygon reaches past the horizon of the ground calibration"],
         id="zone-above-the-horizon",
     ),
     pytest.param(
@@ -526,6 +659,97 @@ def test_format_validation_error_on_a_section_model() -> None:
     ]
 
 
+def _models(model: type[BaseModel], seen: list[type[BaseModel]]) -> list[type[BaseModel]]:
+    """`model` and every section model below it."""
+    if model not in seen:
+        seen.append(model)
+        for field in model.model_fields.values():
+            for sub in _types_in(field.annotation):
+                if isinstance(sub, type) and issubclass(sub, BaseModel):
+                    _models(sub, seen)
+    return seen
+
+
+def _types_in(annotation: Any) -> Iterator[Any]:
+    yield annotation
+    for arg in get_args(annotation):
+        yield from _types_in(arg)
+
+
+def _with_floats(annotation: Any, value: float) -> Any:
+    """An input for a field of this type with `value` in place of every float; None when the type
+    holds no float."""
+    origin = get_origin(annotation)
+    if annotation is float:
+        return value
+    if origin in (Union, types.UnionType):
+        return next((v for a in get_args(annotation) if (v := _with_floats(a, value)) is not None), None)
+    if origin is list:
+        inner = _with_floats(get_args(annotation)[0], value)
+        return None if inner is None else [inner]
+    if origin is tuple:
+        items = [_with_floats(a, value) for a in get_args(annotation)]
+        return None if None in items else items
+    return None
+
+
+FLOAT_FIELDS = [
+    (model, name, bad)
+    for model in _models(AppConfig, [])
+    for name, field in model.model_fields.items()
+    if (bad := _with_floats(field.annotation, 0.0)) is not None
+]
+
+
+def test_every_float_field_is_found() -> None:
+    names = {f"{model.__name__}.{name}" for model, name, _ in FLOAT_FIELDS}
+    assert len(names) > 50
+    assert {
+        "CameraConfig.read_timeout_s",
+        "ZoneConfig.polygon",
+        "CalibrationConfig.image_points",
+        "RulesOverride.clear_after_s",
+        "LinearCalibrationConfig.offset",
+        "LocationConfig.lat",
+    } <= names
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan], ids=["inf", "-inf", "nan"])
+@pytest.mark.parametrize(
+    ("model", "name"), [pytest.param(m, n, id=f"{m.__name__}.{n}") for m, n, _ in FLOAT_FIELDS]
+)
+def test_no_float_field_takes_inf_or_nan(model: type[BaseModel], name: str, value: float) -> None:
+    # An infinite timeout overflows the clocks it is handed to; NaN makes every comparison false.
+    bad = _with_floats(model.model_fields[name].annotation, value)
+    with pytest.raises(ValidationError) as info:
+        model.model_validate({name: bad})
+    assert [
+        e["loc"][0] for e in info.value.errors() if e["type"] == "finite_number" and e["loc"][0] == name
+    ], info.value.errors()
+
+
+@pytest.mark.parametrize(
+    "polygon",
+    [
+        pytest.param([[0, 0], [100, 0], [100, 40], [40, 40], [40, 100], [0, 100]], id="concave-L"),
+        pytest.param([[0, 0], [100, 0], [100, 0], [100, 100]], id="repeated-point"),
+        pytest.param([[0, 0], [100, 0], [100, 100], [0, 0]], id="closed-like-geojson"),
+        pytest.param([[0, 0], [100, 0], [50, 10], [100, 100], [0, 100], [50, 90]], id="star-like"),
+    ],
+)
+def test_simple_zone_outlines_are_accepted(polygon: list[list[float]]) -> None:
+    c = valid_config()
+    zone(c)["polygon"] = polygon
+    assert parse_config(c).cameras[0].zones[0].polygon == [tuple(p) for p in polygon]
+
+
+def test_boundary_with_a_hole_is_accepted() -> None:
+    c = valid_config()
+    outer, hole = square(121.0, 31.0, 1.0)["coordinates"][0], square(121.2, 31.2, 0.2)["coordinates"][0]
+    c["centers"][0]["boundary"] = {"type": "Polygon", "coordinates": [outer, hole[::-1]]}
+    assert parse_config(c).centers[0].boundary["coordinates"][1] == hole[::-1]
+
+
 # -- credentials never leak ------------------------------------------------------------------------------
 
 
@@ -567,6 +791,8 @@ def test_credentials_never_appear_in_yaml_errors(tmp_path: Path) -> None:
         load_config(path)
     assert "s3cr3t" not in str(info.value)
     assert info.value.problems == ["(yaml): found unexpected end of stream at line 4, column 1"]
+    # Not kept on the exception chain either: YAML's error marks hold the whole text.
+    assert info.value.__context__ is None
 
 
 # -- files ---------------------------------------------------------------------------------------------
@@ -595,6 +821,27 @@ def test_credentials_never_appear_in_yaml_errors(tmp_path: Path) -> None:
             "(yaml): found character '\\t' that cannot start any token at line 2, column 1",
             id="tab",
         ),
+        pytest.param(
+            "cameras: []\ncenters: []\ncameras: []\n",
+            "(yaml): duplicate key 'cameras' (first at line 1, column 1) at line 3, column 1",
+            id="duplicate-section",
+        ),
+        pytest.param(
+            "cameras:\n  - id: a\n    zones: []\n    url: x\n    zones: []\n",
+            "(yaml): duplicate key 'zones' (first at line 3, column 5) at line 5, column 5",
+            id="duplicate-nested-key",
+        ),
+        pytest.param(
+            # Keys might be pasted URLs: only plain names are echoed.
+            "rtsp://u:s3cr3t@h/x: 1\nrtsp://u:s3cr3t@h/x: 2\n",
+            "(yaml): duplicate key (first at line 1, column 1) at line 2, column 1",
+            id="duplicate-key-not-echoed",
+        ),
+        pytest.param(
+            "cameras: []\x00\n",
+            "(yaml): unacceptable character #x0000: special characters are not allowed at line 1, column 12",
+            id="nul-character",
+        ),
         pytest.param("", "(top level): the configuration is empty", id="empty-file"),
         pytest.param(
             "- a\n- b\n", "(top level): expected a mapping of sections (cameras, centers, ...)", id="list"
@@ -608,6 +855,71 @@ def test_yaml_errors_give_line_and_column(tmp_path: Path, text: str, problem: st
         load_config(path)
     assert info.value.problems == [problem]
     assert info.value.source == str(path)
+
+
+def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    # `<<: *defaults` then the same key: an override, not a duplicate.
+    path = tmp_path / "crowdwatch.yaml"
+    path.write_text(
+        yaml.safe_dump(valid_config())
+        + "rules:\n  <<: &base {enter_count: 30, exit_count: 10}\n  enter_count: 40\n",
+        encoding="utf-8",
+    )
+    rules = load_config(path).rules
+    assert (rules.enter_count, rules.exit_count) == (40, 10)
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        pytest.param(
+            b"cameras:\n  - id: caf\xe9\n",
+            "(file): not UTF-8 text: byte 0xe9 at offset 20 (line 2) cannot be decoded; "
+            "save the file as UTF-8",
+            id="latin-1",
+        ),
+        pytest.param(
+            b"\xff\xfec\x00a\x00",
+            "(file): not UTF-8 text: byte 0xff at offset 0 (line 1) cannot be decoded; "
+            "save the file as UTF-8",
+            id="utf-16",
+        ),
+    ],
+)
+def test_non_utf8_file(tmp_path: Path, data: bytes, problem: str) -> None:
+    path = tmp_path / "crowdwatch.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [problem]
+    assert info.value.__context__ is None  # the decode error holds the file's bytes
+
+
+def test_validate_config_cli_reports_a_non_utf8_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"cameras:\n  - id: caf\xe9\n")
+    assert main(["validate-config", str(path)]) == 1
+    assert "(file): not UTF-8 text: byte 0xe9 at offset 20 (line 2)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("level", ["VERBOSE", "verbose", "warn", ""])
+def test_unknown_log_level_is_a_usage_error(level: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--log-level", level, "config-reference"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --log-level: invalid choice" in err
+    assert "(choose from DEBUG, INFO, WARNING, ERROR, CRITICAL)" in err.replace("'", "")
+
+
+@pytest.mark.parametrize("level", ["debug", "Info", "WARNING", "error", "critical"])
+def test_log_level_in_any_case(level: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    levels: list[Any] = []
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: levels.append(kw["level"]))
+    assert main(["--log-level", level, "config-reference"]) == 0
+    assert levels == [level.upper()]
 
 
 def test_validation_errors_from_a_file_name_the_file(tmp_path: Path) -> None:

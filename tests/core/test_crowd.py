@@ -557,6 +557,10 @@ def test_rise_rule_is_blocked_by_cooldown() -> None:
         ({"exit_count": 10}, "exit_count must be below enter_count"),
         ({"exit_count": 12}, "exit_count must be below enter_count"),
         ({"enter_density": 2.0, "exit_density": 2.0}, "exit_density must be below enter_density"),
+        # `count < exit_count` never holds at 0: the gathering would never end.
+        ({"exit_count": 0}, "exit_count must be above 0, got 0"),
+        ({"exit_count": -1}, "exit_count must be above 0, got -1"),
+        ({"enter_density": 2.0, "exit_density": 0.0}, "exit_density must be above 0, got 0.0"),
     ],
 )
 def test_rules_need_hysteresis(changes: dict[str, Any], message: str) -> None:

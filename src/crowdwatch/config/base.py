@@ -1,4 +1,5 @@
-"""Base model for every config section: unknown keys are errors, values are immutable."""
+"""Base model for every config section: unknown keys are errors, values are immutable, numbers
+are finite."""
 
 import re
 from typing import Annotated
@@ -7,7 +8,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan=False: every float of the configuration is finite. YAML reads `.inf` and
+    # `.nan` as floats, and neither makes sense anywhere here: an infinite timeout overflows the
+    # clocks it is handed to, a NaN polygon point or threshold makes every comparison false.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class FieldProblemsError(ValueError):

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from crowdwatch.config.base import FieldProblemsError, StrictModel
 from crowdwatch.config.counting import CountingMethod, LinearCalibrationConfig
 from crowdwatch.config.geo import LocationConfig
+from crowdwatch.config.polygons import first_crossing
 from crowdwatch.config.rules import RulesOverride
 from crowdwatch.core.geometry import fit_homography
 from crowdwatch.core.zones import GroundCalibration
@@ -78,6 +79,17 @@ class ZoneConfig(StrictModel):
             raise ValueError(f"a zone polygon needs at least 3 points, got {len(v)}")
         if any(x < 0 or y < 0 for x, y in v):
             raise ValueError("polygon points are pixel coordinates and cannot be negative")
+        # (Coordinates are finite: StrictModel refuses inf and NaN.)
+        # A self-crossing outline (a bow tie) has a wrong shoelace area, hence wrong densities and
+        # severities. Points all on one line are reported below as having no area.
+        crossing = first_crossing(v)
+        if crossing is not None and not _on_one_line(v):
+            (a, b), (c, d) = crossing
+            raise ValueError(
+                f"polygon outline crosses itself: the edge from point {a} to point {b} meets the edge "
+                f"from point {c} to point {d} (counting from 0); list the points in order around "
+                "the zone"
+            )
         # Shoelace area: a degenerate polygon can never contain anyone.
         area = 0.0
         for (x1, y1), (x2, y2) in zip(v, v[1:] + v[:1], strict=True):
@@ -85,6 +97,15 @@ class ZoneConfig(StrictModel):
         if abs(area) < 1.0:
             raise ValueError("polygon has no area (points are collinear or repeated)")
         return v
+
+
+def _on_one_line(points: list[tuple[float, float]]) -> bool:
+    x0, y0 = points[0]
+    offsets = [(x - x0, y - y0) for x, y in points if (x, y) != (x0, y0)]
+    if not offsets:
+        return True
+    dx0, dy0 = offsets[0]
+    return all(dx * dy0 - dy * dx0 == 0 for dx, dy in offsets)
 
 
 class CameraConfig(StrictModel):

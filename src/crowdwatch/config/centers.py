@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
 from crowdwatch.config.base import FieldProblemsError, StrictModel
 from crowdwatch.config.camera import ID_PATTERN
+from crowdwatch.config.polygons import first_crossing
 
 CenterLevel = Literal["district", "street", "community"]
 LEVEL_DEPTH: dict[str, int] = {"district": 0, "street": 1, "community": 2}
@@ -43,10 +45,10 @@ class CenterConfig(StrictModel):
         if not isinstance(coords, list) or not coords:
             raise ValueError("boundary has no coordinates")
         polygons = coords if kind == "MultiPolygon" else [coords]
-        for poly in polygons:
+        for p, poly in enumerate(polygons):
             if not isinstance(poly, list) or not poly:
                 raise ValueError("boundary polygon has no rings")
-            for ring in poly:
+            for r, ring in enumerate(poly):
                 if not isinstance(ring, list) or len(ring) < 4:
                     raise ValueError("each boundary ring needs at least 4 positions (closed)")
                 for pos in ring:
@@ -57,11 +59,23 @@ class CenterConfig(StrictModel):
                     ):
                         raise ValueError(f"boundary position {pos!r} is not [lon, lat]")
                     lon, lat = pos[0], pos[1]
+                    if not (math.isfinite(lon) and math.isfinite(lat)):
+                        raise ValueError(f"boundary position {list(pos)} is not a finite [lon, lat]")
                     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
                         raise ValueError(
                             f"boundary position {list(pos)} is outside lon/lat range "
                             "(GeoJSON order is [lon, lat])"
                         )
+                # A self-crossing ring gives wrong routing answers (the router refuses it at
+                # start-up, with shapely; this reports it at validation already).
+                crossing = first_crossing(ring)
+                if crossing is not None:
+                    (a, b), (c, d) = crossing
+                    where = f"coordinates[{p}][{r}]" if kind == "MultiPolygon" else f"coordinates[{r}]"
+                    raise ValueError(
+                        f"boundary ring {where} crosses itself: the edge from position {a} to {b} "
+                        f"meets the edge from position {c} to {d} (counting from 0)"
+                    )
         return v
 
     @model_validator(mode="after")

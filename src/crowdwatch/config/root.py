@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Self
 
@@ -194,19 +195,71 @@ def parse_config(data: Any, source: str = "<config>") -> AppConfig:
     raise ConfigError(source, problems)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader, except that a key repeated in one mapping is an error: plain YAML loading
+    keeps the last one, so a second `cameras:` section would silently replace the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` merges keys that the mapping may then override
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader reports it
+            if first is not key_node:
+                # Keys are field names and ids; anything else might be a pasted URL with a password.
+                plain = isinstance(key, str | int) and _PLAIN_KEY.fullmatch(str(key))
+                name = f"key '{key}'" if plain else "key"
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate {name} (first at line {first.start_mark.line + 1}, column "
+                    f"{first.start_mark.column + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
 def load_config(path: str | Path) -> AppConfig:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError(str(p), ["(file): no such file"]) from None
     except OSError as exc:
         raise ConfigError(str(p), [f"(file): cannot read: {exc.strerror}"]) from None
+    # Problems are raised outside the except blocks, as in parse_config: decode and YAML errors
+    # hold the file's text (camera URLs with credentials), not to be kept as __context__.
+    problem = None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        problem = (
+            f"(file): not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} (line "
+            f"{line}) cannot be decoded; save the file as UTF-8"
+        )
+    if problem is not None:
+        raise ConfigError(str(p), [problem])
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not allow (NUL, a control character); `position` counts characters.
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        what = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+        problem = f"(yaml): {what} at line {line}, column {column}"
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(p), [f"(yaml): {problem} at {where}"]) from None
+        what = getattr(exc, "problem", None) or str(exc)
+        problem = f"(yaml): {what} at {where}"
+    if problem is not None:
+        raise ConfigError(str(p), [problem])
     return parse_config(data, str(p))

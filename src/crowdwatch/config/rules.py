@@ -49,7 +49,7 @@ class RulesConfig(StrictModel):
     )
     exit_count: float | None = Field(
         None,
-        ge=0,
+        gt=0,  # the exit test is `count < exit_count`: 0 would never end a gathering
         description="It ends when the count stays below this (default 0.7 x enter_count); "
         "lower than enter_count so that it does not flap.",
     )
@@ -59,7 +59,7 @@ class RulesConfig(StrictModel):
         description="Or when density (p/m2) reaches this; only for zones with a ground calibration.",
     )
     exit_density: float | None = Field(
-        None, ge=0, description="Density below which it ends (default 0.7 x enter_density)."
+        None, gt=0, description="Density below which it ends (default 0.7 x enter_density)."
     )
     min_duration_s: float = Field(
         10, ge=0, description="The enter condition must hold this long before the gathering starts."
@@ -126,9 +126,9 @@ class RulesOverride(StrictModel):
     """Per-zone changes to the global rules; unset fields keep the global value."""
 
     enter_count: float | None = Field(None, gt=0, description="See rules.enter_count.")
-    exit_count: float | None = Field(None, ge=0, description="See rules.exit_count.")
+    exit_count: float | None = Field(None, gt=0, description="See rules.exit_count.")
     enter_density: float | None = Field(None, gt=0, description="See rules.enter_density.")
-    exit_density: float | None = Field(None, ge=0, description="See rules.exit_density.")
+    exit_density: float | None = Field(None, gt=0, description="See rules.exit_density.")
     min_duration_s: float | None = Field(None, ge=0, description="See rules.min_duration_s.")
     clear_after_s: float | None = Field(None, ge=0, description="See rules.clear_after_s.")
     update_every_s: float | None = Field(None, gt=0, description="See rules.update_every_s.")

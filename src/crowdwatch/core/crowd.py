@@ -35,6 +35,12 @@ class GatheringRules:
     density_bands: SeverityBands = FRUIN_DENSITY_BANDS
 
     def __post_init__(self) -> None:
+        # A gathering ends when the count (density) falls below exit_count (exit_density): at 0
+        # or below that never happens, and the gathering would last forever.
+        if not self.exit_count > 0:
+            raise ValueError(f"exit_count must be above 0, got {self.exit_count}")
+        if self.exit_density is not None and not self.exit_density > 0:
+            raise ValueError(f"exit_density must be above 0, got {self.exit_density}")
         if self.exit_count >= self.enter_count:
             raise ValueError("exit_count must be below enter_count (hysteresis)")
         if (
