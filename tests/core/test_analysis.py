@@ -65,6 +65,21 @@ def test_density_zone_sums_its_half_of_the_map_with_calibration() -> None:
     assert result.events[0].model == "csrnet"
 
 
+def test_a_zone_reaching_beyond_the_picture_is_charged_for_its_visible_part_only() -> None:
+    """The map covers only the picture: the background offset is shared out by the zone's
+    visible share (it was its whole polygon's, as if the map went on beyond the frame)."""
+    cal = DensityCalibration(a=2.0, b=-10.0)
+    inside = [(200, 0), (400, 0), (400, 200), (200, 200)]
+    overhanging = [(200, 0), (900, 0), (900, 200), (200, 200)]  # drawn for a wider picture
+    counts = []
+    for polygon in (inside, overhanging):
+        a = analysis(ZoneSpec(make_zone("z", polygon), RULES, "density"), calibration=cal)
+        assert a.zones_outside((W, H)) == ([] if polygon is inside else ["z"])
+        result = a.update(0.0, FrameInputs(density=uniform_density(0.02), density_model="csrnet"), (W, H))
+        counts.append(result.counts[0].count)
+    assert counts == [pytest.approx(20.0), pytest.approx(20.0)]
+
+
 def test_auto_zone_switches_to_density_and_reports_it() -> None:
     a = analysis(ZoneSpec(make_zone("l", LEFT), RULES, "auto"))
     few = people((50, 100), (60, 100))

@@ -574,3 +574,24 @@ def test_rules_defaults() -> None:
     assert r.exit_density is None
     assert r.severity(15, None) is Severity.MEDIUM
     assert r.severity(100, 3.5) is Severity.MEDIUM
+
+
+@pytest.mark.parametrize(
+    ("step_s", "start_mono"),
+    [
+        (-3600.0, 5.0),  # the wall clock stepped back an hour (NTP): the wait is not an hour longer
+        (+3600.0, 5.0),  # stepped forward: min_duration is not skipped
+        (0.0, 5.0),
+    ],
+)
+def test_intervals_run_on_the_clock_given_not_on_the_stamps(step_s: float, start_mono: float) -> None:
+    tr = tracker()
+    wall0, events = 1_800_000_000.0, []
+    for i in range(12):  # 12 monotonic seconds of 12 people; the wall clock steps at i = 2
+        wall = wall0 + i + (step_s if i >= 2 else 0.0)
+        for event in tr.observe(sample(wall, 12.0), MODEL, now=float(i)):
+            events.append((i, event))
+    (i, started), *rest = events
+    assert (i, started.type) == (start_mono, EventType.GATHERING_STARTED)
+    assert started.ts == wall0 + i + (step_s if i >= 2 else 0.0)  # stamped with the wall clock
+    assert rest == []  # nor does the step bring an update forward

@@ -7,6 +7,7 @@ import pytest
 
 from crowdwatch.core.geometry import (
     as_points,
+    clip_to_rect,
     fit_homography,
     points_in_polygon,
     polygon_area,
@@ -196,3 +197,21 @@ def test_points_straddling_the_horizon_raise() -> None:
     assert (w < 0).any()
     with pytest.raises(ValueError, match="straddle the horizon"):
         fit_homography(image, project(H_TRUE, image))
+
+
+@pytest.mark.parametrize(
+    ("polygon", "area"),
+    [
+        ([(10, 10), (50, 10), (50, 50), (10, 50)], 1600.0),  # inside: unchanged
+        ([(-50, -50), (150, -50), (150, 150), (-50, 150)], 100 * 100.0),  # covers the window
+        ([(50, 50), (150, 50), (150, 150), (50, 150)], 50 * 50.0),  # a corner inside
+        ([(200, 0), (300, 0), (300, 100), (200, 100)], 0.0),  # wholly outside
+        ([(50, -10), (110, 50), (50, 110), (-10, 50)], 7200 - 4 * 100.0),  # a diamond, its tips cut
+    ],
+)
+def test_clip_to_rect(polygon: list[tuple[float, float]], area: float) -> None:
+    clipped = clip_to_rect(polygon, 100, 100)
+    assert (polygon_area(clipped) if len(clipped) >= 3 else 0.0) == pytest.approx(area)
+    if len(clipped):
+        assert clipped.min() >= 0
+        assert clipped.max() <= 100

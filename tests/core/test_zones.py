@@ -125,5 +125,20 @@ def test_zone_crossing_the_calibration_horizon_is_rejected() -> None:
     ground = [(0, 0), (10, 0), (10, 20), (0, 20)]
     cal = GroundCalibration.fit(image, ground)
     # The horizon of this camera is a horizontal image line above y=400; reach far above it.
-    with pytest.raises(ValueError, match="crosses the horizon"):
+    with pytest.raises(ValueError, match="past the horizon"):
         make_zone("sky", [(200, 1000), (1700, 1000), (1700, -5000), (200, -5000)], cal)
+
+
+def test_a_zone_wholly_past_the_horizon_is_rejected() -> None:
+    """All its corners agree with each other, but not with the calibration marks: once it got
+    a finite, meaningless area."""
+    image = [(200, 1000), (1700, 1000), (1200, 400), (700, 400)]
+    ground = [(0, 0), (10, 0), (10, 20), (0, 20)]
+    cal = GroundCalibration.fit(image, ground)
+    # The fit is scaled so that the marks are at w > 0 (the ground side of the horizon).
+    assert np.all(np.c_[np.asarray(image, float), np.ones(4)] @ cal.homography[2] > 0)
+    horizon_y = -cal.homography[2, 2] / cal.homography[2, 1]  # a level horizon: w = 0 there
+    assert horizon_y < 400
+    sky = [(0, horizon_y - 200), (1900, horizon_y - 200), (1900, horizon_y - 100), (0, horizon_y - 100)]
+    with pytest.raises(ValueError, match="past the horizon"):
+        make_zone("sky", sky, cal)

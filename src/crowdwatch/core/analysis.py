@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from crowdwatch.core.auto_mode import AutoParams, AutoSwitch
 from crowdwatch.core.crowd import GatheringRules, GatheringTracker, Phase, ZoneIdentity
 from crowdwatch.core.density import DensityCalibration, DensityMap
-from crowdwatch.core.geometry import polygon_area
 from crowdwatch.core.smoothing import Smoother
 from crowdwatch.core.types import CountMethod, CrowdEvent, Detections, GeoPoint, ZoneCount
 from crowdwatch.core.zones import Zone
@@ -111,43 +110,52 @@ class CameraAnalysis:
     def may_need_density(self) -> bool:
         return any(lane.spec.method in ("density", "auto") for lane in self._lanes)
 
+    def zones_outside(self, frame_size: tuple[int, int]) -> list[str]:
+        """The zones reaching beyond a (width, height) picture (drawn for another resolution?)."""
+        return [lane.spec.zone.zone_id for lane in self._lanes if lane.spec.zone.outside(frame_size)]
+
     def tiled_zones(self) -> list[Zone]:
         return [lane.spec.zone for lane in self._lanes if lane.spec.method == "tiled"]
 
-    def plan_density(self, ts: float, detections: Detections | None) -> bool:
-        """Whether this frame needs a density map; settles each auto zone's mode first."""
+    def plan_density(self, now: float, detections: Detections | None) -> bool:
+        """Whether this frame needs a density map; settles each auto zone's mode first. `now`:
+        the frame's time on the clock that intervals are measured on (`update`'s `mono`)."""
         need = False
         for lane in self._lanes:
             if lane.auto is not None:
                 in_zone = _in_zone(lane.spec.zone, detections)
-                lane.mode = lane.auto.before_density(ts, in_zone)
-                need |= lane.auto.probe_due(ts)
+                lane.mode = lane.auto.before_density(now, in_zone)
+                need |= lane.auto.probe_due(now)
             need |= lane.mode == "density"
         return need
 
-    def update(self, ts: float, inputs: FrameInputs, frame_size: tuple[int, int]) -> AnalysisResult:
-        """`frame_size` is (width, height): the density calibration's background offset is
-        shared out by each zone's share of the frame."""
+    def update(
+        self, ts: float, inputs: FrameInputs, frame_size: tuple[int, int], mono: float | None = None
+    ) -> AnalysisResult:
+        """`ts` stamps counts and events (wall clock); `mono` times the rules' intervals (a
+        monotonic clock, so that a step of the wall clock neither stretches nor skips a wait;
+        `ts` when not given). `frame_size` is (width, height): the density calibration's
+        background offset is shared out by each zone's share of the frame."""
+        now = ts if mono is None else mono
         counts: list[ZoneCount] = []
         states: list[ZoneState] = []
         events: list[CrowdEvent] = []
-        frame_area = float(frame_size[0] * frame_size[1])
         for lane in self._lanes:
             zone = lane.spec.zone
-            raw, model = self._count(lane, inputs, frame_area)
+            raw, model = self._count(lane, inputs, frame_size)
             if lane.auto is not None and lane.mode == "detector" and inputs.density is not None:
                 # A probe (or a map computed for another zone): check the boxes against it.
-                by_density = self._density_count(zone, inputs, frame_area)
-                lane.mode = lane.auto.after_probe(ts, by_density, int(raw))
+                by_density = self._density_count(zone, inputs, frame_size)
+                lane.mode = lane.auto.after_probe(now, by_density, int(raw))
                 if lane.mode == "density":
                     raw, model = by_density, inputs.density_model
             if lane.auto is not None and lane.mode == "density":
-                lane.auto.after_density(ts, raw)
+                lane.auto.after_density(now, raw)
             smoothed = lane.smoother.update(raw)
             density = zone.density(smoothed)
             zc = ZoneCount(self.camera_id, zone.zone_id, ts, smoothed, density, lane.mode)
             counts.append(zc)
-            events.extend(lane.tracker.observe(zc, model))
+            events.extend(lane.tracker.observe(zc, model, now))
             states.append(
                 ZoneState(
                     self.camera_id, zone.zone_id, raw, smoothed, density, lane.mode, lane.tracker.phase, ts
@@ -155,10 +163,10 @@ class CameraAnalysis:
             )
         return AnalysisResult(tuple(counts), tuple(states), tuple(events))
 
-    def _count(self, lane: _Lane, inputs: FrameInputs, frame_area: float) -> tuple[float, str]:
+    def _count(self, lane: _Lane, inputs: FrameInputs, frame_size: tuple[int, int]) -> tuple[float, str]:
         zone = lane.spec.zone
         if lane.mode == "density":
-            return self._density_count(zone, inputs, frame_area), inputs.density_model
+            return self._density_count(zone, inputs, frame_size), inputs.density_model
         if lane.mode == "tiled":
             if inputs.tiled is None:
                 raise ValueError(f"zone {zone.zone_id} counts tiled boxes but none were computed")
@@ -167,11 +175,13 @@ class CameraAnalysis:
             raise ValueError(f"zone {zone.zone_id} counts boxes but the detector did not run")
         return float(zone.count(inputs.detections)), inputs.detector_model
 
-    def _density_count(self, zone: Zone, inputs: FrameInputs, frame_area: float) -> float:
+    def _density_count(self, zone: Zone, inputs: FrameInputs, frame_size: tuple[int, int]) -> float:
         """The zone's calibrated density count (never negative)."""
         if inputs.density is None:
             raise ValueError(f"zone {zone.zone_id} counts by density but no density map was computed")
-        share = polygon_area(zone.polygon) / frame_area if frame_area > 0 else 1.0
+        # The zone's share of the picture, from its visible part only: the map covers nothing
+        # beyond the frame (a zone drawn for a larger picture would get too much background).
+        share = zone.visible_share(frame_size)
         raw = self._calibration.apply(inputs.density.integrate_polygon(zone.polygon), min(share, 1.0))
         return max(raw, 0.0)
 

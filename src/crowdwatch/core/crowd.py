@@ -99,8 +99,17 @@ class GatheringTracker:
     def severity(self) -> Severity | None:
         return self._severity if self.phase in (Phase.ACTIVE, Phase.CLEARING) else None
 
-    def observe(self, sample: ZoneCount, model: str) -> list[CrowdEvent]:
-        now, count, density = sample.ts, sample.count, sample.density_per_m2
+    def observe(self, sample: ZoneCount, model: str, now: float | None = None) -> list[CrowdEvent]:
+        """`now`: the sample's time on the clock that intervals are measured on (monotonic in
+        a worker; `sample.ts` when not given). Events are stamped with `sample.ts`."""
+        now = sample.ts if now is None else now
+        events = self._observe(sample, model, now)
+        if events:
+            self._last_emit = now
+        return events
+
+    def _observe(self, sample: ZoneCount, model: str, now: float) -> list[CrowdEvent]:
+        count, density = sample.count, sample.density_per_m2
         r = self.rules
         rise = self._rise_per_min(now, count)
         trigger = self._enter_trigger(count, density)
@@ -208,5 +217,4 @@ class GatheringTracker:
             model=model,
         )
         self._seq += 1
-        self._last_emit = sample.ts
         return event

@@ -22,6 +22,27 @@ def polygon_area(polygon: npt.ArrayLike) -> float:
     return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
 
 
+def clip_to_rect(polygon: npt.ArrayLike, width: float, height: float) -> FloatArray:
+    """The part of `polygon` inside the rectangle [0, width] x [0, height] (Sutherland-Hodgman,
+    exact for a simple polygon against a convex window); an empty (0, 2) array when none is."""
+    out = as_points(polygon)
+    for axis, limit, keep_below in ((0, 0.0, False), (0, width, True), (1, 0.0, False), (1, height, True)):
+        if len(out) == 0:
+            break
+        pts, clipped = out, []
+        for i in range(len(pts)):
+            cur, prev = pts[i], pts[i - 1]
+            cur_in = cur[axis] <= limit if keep_below else cur[axis] >= limit
+            prev_in = prev[axis] <= limit if keep_below else prev[axis] >= limit
+            if cur_in != prev_in:  # the edge crosses the window's line: add the crossing
+                t = (limit - prev[axis]) / (cur[axis] - prev[axis])
+                clipped.append(prev + t * (cur - prev))
+            if cur_in:
+                clipped.append(cur)
+        out = np.asarray(clipped, dtype=np.float64).reshape(-1, 2)
+    return out
+
+
 def points_in_polygon(points: npt.ArrayLike, polygon: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     """Even-odd ray casting, vectorised over points. Points exactly on an edge count as
     inside, so a person standing on the line between two zones is never lost from both."""
@@ -94,7 +115,9 @@ def fit_homography(image_points: npt.ArrayLike, ground_points: npt.ArrayLike) ->
     w = (np.c_[src, np.ones(len(src))] @ h.T)[:, 2]
     if np.any(np.sign(w) != np.sign(w[0])) or np.any(np.abs(w) < 1e-12):
         raise ValueError("calibration points straddle the horizon: check their order")
-    return h
+    # Scaled so that the ground side of the horizon has w > 0 (the same mapping): then any
+    # point with w <= 0 is in the sky, whichever way the fit came out.
+    return h if w[0] > 0 else -h
 
 
 def project(h: FloatArray, points: npt.ArrayLike) -> FloatArray:

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from crowdwatch.core.geometry import as_points, fit_homography, points_in_polygon, polygon_area, project
+from crowdwatch.core.geometry import (
+    as_points,
+    clip_to_rect,
+    fit_homography,
+    points_in_polygon,
+    polygon_area,
+    project,
+)
 from crowdwatch.core.types import Detections
 
 
@@ -37,6 +44,21 @@ class Zone:
     def density(self, count: float) -> float | None:
         return count / self.area_m2 if self.area_m2 else None
 
+    def visible_share(self, frame_size: tuple[int, int]) -> float:
+        """The share of a (width, height) picture that the zone covers, counting only its part
+        inside the picture (1 for a degenerate picture)."""
+        width, height = frame_size
+        if width <= 0 or height <= 0:
+            return 1.0
+        visible = clip_to_rect(self.polygon, width, height)
+        return min(polygon_area(visible) / (width * height), 1.0) if len(visible) >= 3 else 0.0
+
+    def outside(self, frame_size: tuple[int, int]) -> bool:
+        """Whether part of the zone lies outside a (width, height) picture."""
+        width, height = frame_size
+        p = self.polygon
+        return bool(np.any(p < 0) or np.any(p[:, 0] > width) or np.any(p[:, 1] > height))
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class GroundCalibration:
@@ -54,10 +76,11 @@ class GroundCalibration:
     def area_m2(self, polygon: npt.ArrayLike) -> float:
         pts = as_points(polygon)
         w = np.c_[pts, np.ones(len(pts))] @ self.homography[2]
-        if np.any(np.sign(w) != np.sign(w[0])) or np.any(np.abs(w) < 1e-12):
-            # Part of the outline maps past the horizon: the projected "area" would be finite
-            # but meaningless, and every density of the zone silently wrong.
-            raise ValueError("zone polygon crosses the horizon of the ground calibration")
+        if np.any(w < 1e-12):
+            # Part of the outline (or all of it) maps past the horizon, where the calibration
+            # points are not (fit_homography puts them at w > 0): the projected "area" would
+            # be finite but meaningless, and every density of the zone silently wrong.
+            raise ValueError("zone polygon reaches past the horizon of the ground calibration")
         return polygon_area(self.to_ground(pts))
 
 

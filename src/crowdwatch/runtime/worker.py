@@ -64,6 +64,7 @@ class CameraWorker:
         self._detect_ms_last = 0.0
         self._errors = 0
         self._last_error: str | None = None
+        self._checked_size: tuple[int, int] | None = None  # the picture size zones were checked against
         self.finished = threading.Event()
 
     @property
@@ -94,12 +95,23 @@ class CameraWorker:
         """One frame through detect -> count -> rules -> publish (also used directly by tests)."""
         t0 = time.perf_counter()
         analysis, models, image = self._analysis, self._models, frame.image
+        size = (frame.width, frame.height)
+        if size != self._checked_size:
+            self._checked_size = size
+            if outside := analysis.zones_outside(size):
+                log.warning(
+                    "camera %s: zone(s) %s reach beyond its %dx%d picture (drawn for another "
+                    "resolution?); only their visible part is counted",
+                    self.camera_id,
+                    ", ".join(outside),
+                    *size,
+                )
         detections = models.detect(image) if analysis.needs_detector else None
         tiled = models.detect_tiled(image, self._tiled_region) if self._tiled_region else None
-        density = models.density(image) if analysis.plan_density(frame.ts, detections) else None
+        density = models.density(image) if analysis.plan_density(frame.mono, detections) else None
         ms = (time.perf_counter() - t0) * 1000.0
         inputs = FrameInputs(detections, tiled, density, models.detector_name, models.density_name)
-        result = analysis.update(frame.ts, inputs, (frame.width, frame.height))
+        result = analysis.update(frame.ts, inputs, (frame.width, frame.height), frame.mono)
         for event in result.events:
             self._publish(event)
         self._frames += 1
