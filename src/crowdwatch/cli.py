@@ -148,6 +148,11 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     configured = Path(config.models_dir).expanduser() if config.models_dir else None
     models_dir = getattr(args, "models_dir", None) or configured  # `alerting` has no --models-dir
+    # What can be checked before models load (seconds) is checked first, in the operator's terms.
+    problem = _preflight(config, args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     try:
         if args.command == "worker":
             return _run_role(config, args, models_dir)
@@ -157,10 +162,61 @@ def _run(args: argparse.Namespace) -> int:
     except ModelNotFetchedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except _MetricsPortError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        print("interrupted: stopped without finishing the shutdown", file=sys.stderr)
+        return 130
+
+
+def _preflight(config: object, args: argparse.Namespace) -> str | None:
+    from crowdwatch.config.backends import KafkaBusConfig
+    from crowdwatch.config.root import AppConfig
+
+    assert isinstance(config, AppConfig)
+    if getattr(args, "assign", None) == "kafka" and not isinstance(config.bus, KafkaBusConfig):
+        bus = config.bus.type
+        return f"--assign kafka needs `bus: {{type: kafka, ...}}` in {args.config}, not `type: {bus}`"
+    events_out: Path | None = getattr(args, "events_out", None)
+    if events_out is not None:
+        if events_out.is_dir():
+            return f"--events-out {events_out} is a directory; give a file name"
+        try:
+            events_out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"--events-out {events_out}: cannot create its folder: {exc.strerror or exc}"
+    return None
+
+
+class _MetricsPortError(RuntimeError):
+    pass
+
+
+def _serve_metrics(config: object, registry: object) -> object:
+    """The metrics endpoint, started before anything slow: a taken port is told at once."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from crowdwatch.config.root import AppConfig
+
+    assert isinstance(config, AppConfig)
+    assert isinstance(registry, CollectorRegistry)
+    if not config.metrics.enabled:
+        return None
+    host, port = config.metrics.host, config.metrics.port
+    try:
+        server, _ = start_http_server(port, host, registry=registry)
+    except OSError as exc:
+        raise _MetricsPortError(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); another crowdwatch "
+            "process there? set metrics.port (0: any free port) or metrics.enabled: false"
+        ) from None
+    log.info("metrics on http://%s:%d/metrics", host, server.server_port)
+    return server
 
 
 def _run_embedded(config: object, args: argparse.Namespace, models_dir: Path | None) -> int:
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     from crowdwatch.config.root import AppConfig
     from crowdwatch.runtime import gc_tuning
@@ -168,13 +224,14 @@ def _run_embedded(config: object, args: argparse.Namespace, models_dir: Path | N
 
     assert isinstance(config, AppConfig)
     registry = CollectorRegistry()
-    app = EmbeddedApp(config, registry=registry, events_out=args.events_out, models_dir=models_dir)
+    server = _serve_metrics(config, registry)
+    try:
+        app = EmbeddedApp(config, registry=registry, events_out=args.events_out, models_dir=models_dir)
+    except BaseException:
+        _shutdown(server)
+        raise
     stop = threading.Event()
     _on_signals(stop)
-    server = None
-    if config.metrics.enabled:
-        server, _ = start_http_server(config.metrics.port, config.metrics.host, registry=registry)
-        log.info("metrics on http://%s:%d/metrics", config.metrics.host, server.server_port)
     console = Console()
     app.start()
     tuned = gc_tuning.apply(config.gc)
@@ -186,14 +243,13 @@ def _run_embedded(config: object, args: argparse.Namespace, models_dir: Path | N
     finally:
         gc_tuning.restore(tuned)
         app.stop()
-        if server is not None:
-            server.shutdown()
+        _shutdown(server)
     _summary(app, console)
     return 0
 
 
 def _run_role(config: object, args: argparse.Namespace, models_dir: Path | None) -> int:
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     from crowdwatch.config.root import AppConfig
     from crowdwatch.runtime import gc_tuning
@@ -201,16 +257,18 @@ def _run_role(config: object, args: argparse.Namespace, models_dir: Path | None)
 
     assert isinstance(config, AppConfig)
     registry = CollectorRegistry()
+    server = _serve_metrics(config, registry)
     role: WorkerRole | AlertingRole
-    if args.command == "worker":
-        role = WorkerRole(config, registry=registry, models_dir=models_dir)
-    else:
-        role = AlertingRole(config, registry=registry, group=args.group)
+    try:
+        if args.command == "worker":
+            role = WorkerRole(config, registry=registry, models_dir=models_dir)
+        else:
+            role = AlertingRole(config, registry=registry, group=args.group)
+    except BaseException:
+        _shutdown(server)
+        raise
     stop = threading.Event()
     _on_signals(stop)
-    server = None
-    if config.metrics.enabled:
-        server, _ = start_http_server(config.metrics.port, config.metrics.host, registry=registry)
     assignment = None
     if isinstance(role, WorkerRole) and args.assign == "kafka":
         from crowdwatch.runtime.assignment import KafkaCameraAssignment
@@ -234,9 +292,13 @@ def _run_role(config: object, args: argparse.Namespace, models_dir: Path | None)
         if assignment is not None:
             assignment.stop()
         role.stop()
-        if server is not None:
-            server.shutdown()
+        _shutdown(server)
     return 0
+
+
+def _shutdown(server: object) -> None:
+    if server is not None:
+        server.shutdown()  # type: ignore[attr-defined]
 
 
 def _run_live(app: object, duration: float | None, stop: threading.Event, console: Console) -> None:

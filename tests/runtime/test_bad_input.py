@@ -4,6 +4,7 @@ working; a missing model stops start-up with the command that fetches it."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from crowdwatch.config.camera import CameraConfig
@@ -126,3 +128,39 @@ def test_config_error_stops_start_up_naming_the_field(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "rules: exit_count (9.0) must be below enter_count (5.0)" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("setup", "command", "message"),
+    [
+        (
+            "port-taken",
+            ["run", "--no-ui", "--duration", "1"],
+            "cannot serve metrics on 127.0.0.1:{port}",
+        ),
+        ("events-out-is-a-folder", ["run", "--no-ui", "--events-out", "{tmp}"], "is a directory"),
+        ("assign-without-kafka", ["worker", "--assign", "kafka"], "--assign kafka needs `bus: {type: kafka"),
+    ],
+)
+def test_start_up_problems_are_one_clear_line(
+    tmp_path: Path, setup: str, command: list[str], message: str
+) -> None:
+    """Each once ended in a traceback, some only after the models had loaded."""
+    data = config()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data["metrics"] = {"enabled": setup == "port-taken", "host": "127.0.0.1", "port": port}
+        cfg = tmp_path / "cfg.yaml"
+        cfg.write_text(yaml.safe_dump(data))
+        args = [a.format(tmp=tmp_path) for a in command]
+        proc = subprocess.run(
+            [sys.executable, "-m", "crowdwatch.cli", *args[:1], "-c", str(cfg), *args[1:]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 1
+    assert message.replace("{port}", str(port)) in proc.stderr
+    assert "Traceback" not in proc.stderr
