@@ -389,3 +389,16 @@ def test_purge_is_not_upset_by_changes_to_other_resolved_alerts(
     assert purger.purge(T0 + 100) == 1
     assert purger.get(ALERT_ID) is None
     assert other.get(busy.episode_key) is not None
+
+
+def test_close_first_hands_on_the_changes_committed_before(workers: Workers) -> None:
+    """A role stops right after its last batch: the events log (a listener) once lost the
+    changes its reader had not read yet."""
+    store = workers()
+    heard: list[StoreUpdate] = []
+    store.subscribe(heard.append)
+    events = [crowd_event(zone_id=f"z{i}") for i in range(500)]
+    made = [c for c in store.apply_events(events, route(), T0) if c is not None]
+    store.close()
+    assert len(made) == 500
+    assert len(heard) == 500

@@ -359,7 +359,16 @@ class RedisAlertStore:
         return unsubscribe
 
     def close(self) -> None:
-        """Stops the listener thread; closes the client if this store made it."""
+        """Lets the listeners hear every change committed before the call (up to
+        CLOSE_DRAIN_S: a role stopping right after its last batch must not lose its last
+        notifications), then stops the listener thread; closes the client if this store made it."""
+        with self._listen_lock:
+            current = self._reader
+        if current is not None:
+            try:
+                current.wait_for(_stream_id(self._last_change_id()), CLOSE_DRAIN_S)
+            except RedisError as exc:  # Redis gone: nothing more to deliver anyway
+                log.warning("alert store: could not read the last change id while closing: %s", exc)
         with self._listen_lock:
             readers = [*self._stopping, *([self._reader] if self._reader else [])]
             self._reader, self._stopping = None, []
@@ -609,6 +618,10 @@ class _Subscription:
     after: tuple[int, int]  # stream id of the last change before it subscribed
 
 
+# How long closing a store waits for its listeners to hear the changes committed before.
+CLOSE_DRAIN_S: Final = 5.0
+
+
 class _ChangeReader:
     """The background thread behind subscribe: XREAD BLOCK on `P:changes` over a connection of
     its own (named `crowdwatch-listener:<prefix>:<n>`, see CLIENT LIST), each update handed to
@@ -619,6 +632,8 @@ class _ChangeReader:
         self._store = store
         self._position = f"{after[0]}-{after[1]}"
         self._stop = threading.Event()
+        self._read_up_to = after  # the last entry handed on (or skipped), for wait_for
+        self._progress = threading.Condition()
         self.name = f"crowdwatch-listener:{store.keys.prefix}:{uuid.uuid4().hex[:8]}"
         shared = store._client.connection_pool
         # A pool of its own: the name is set again on every reconnect, and a blocking read
@@ -648,6 +663,19 @@ class _ChangeReader:
                 if client.get("name") == self.name:
                     self._store._client.client_unblock(int(client["id"]))
 
+    def wait_for(self, entry_id: tuple[int, int], timeout: float) -> bool:
+        """Wait until the entry `entry_id` of the change stream was handed on; False on timeout
+        or when the thread has ended."""
+        if threading.current_thread() is self._thread:
+            return False  # from inside a listener: it cannot wait for itself
+        with self._progress:
+            return (
+                self._progress.wait_for(
+                    lambda: self._read_up_to >= entry_id or not self._thread.is_alive(), timeout
+                )
+                and self._read_up_to >= entry_id
+            )
+
     def join(self) -> None:
         if threading.current_thread() is not self._thread:  # unsubscribed from inside a listener
             self._thread.join(timeout=READ_TIMEOUT_S)
@@ -676,13 +704,18 @@ class _ChangeReader:
                         update = update_from_fields(fields)
                     except RecordError:
                         log.exception("alert store listener: skipping unreadable change %s", entry_id)
-                        continue
-                    self._store._deliver(self, _stream_id(entry_id), update)
+                    else:
+                        self._store._deliver(self, _stream_id(entry_id), update)
+                    with self._progress:
+                        self._read_up_to = _stream_id(entry_id)
+                        self._progress.notify_all()
         except Exception:
             log.exception("alert store listener stopped by an unexpected error")
         finally:
             self._conn.close()
             self._conn.connection_pool.disconnect()
+            with self._progress:
+                self._progress.notify_all()  # wait_for returns: nothing more will be read
 
 
 # --- helpers ----------------------------------------------------------------------------------
