@@ -132,17 +132,6 @@ def test_a_person_below_the_region_keeps_their_feet_outside_it() -> None:
     np.testing.assert_allclose(out.xyxy[0], [480, 420, 520, 580], atol=1.0)  # the whole body
 
 
-@pytest.mark.parametrize("top", [200, 230, 250])
-def test_a_person_taller_than_the_overlap_is_counted_once(top: int) -> None:
-    """Cut by the seam in both tiles (source tiles of 320 px at 0 and 256): two partial boxes,
-    too little overlap for NMS; merged into one, the whole person."""
-    picture = np.zeros((640, 300, 3), np.uint8)
-    picture[top : top + 200, 100:140] = 255
-    out = TiledDetector(Painted(), tile=640, overlap=0.2, upscale=2.0).detect(picture)
-    assert len(out) == 1
-    np.testing.assert_allclose(out.xyxy[0], [100, top, 140, top + 200], atol=1.0)
-
-
 def test_two_people_meeting_at_a_seam_stay_two() -> None:
     picture = image_with_people((60, 50, 70, 90), (80, 50, 90, 90))  # apart by 10 px, seams at 75
     assert len(TiledDetector(Painted(), tile=200, overlap=0.25, upscale=2.0).detect(picture)) == 2
