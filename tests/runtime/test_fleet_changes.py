@@ -59,7 +59,7 @@ def config() -> AppConfig:
     )
 
 
-def fleet_of(config: AppConfig, tmp_path: Path) -> CameraFleet:
+def fleet_of(config: AppConfig, tmp_path: Path, metrics: WorkerMetrics | None = None) -> CameraFleet:
     models = ModelSet(
         config.detector, config.counting, tmp_path / "no-models", detector=CountingDetector([0] * 100)
     )
@@ -68,7 +68,7 @@ def fleet_of(config: AppConfig, tmp_path: Path) -> CameraFleet:
         models,
         EventPublisher(MemoryBus()),
         LiveState(),
-        WorkerMetrics(CollectorRegistry()),
+        metrics or WorkerMetrics(CollectorRegistry()),
         source_factory=lambda c, status: ScriptedSource(c.id, 5),
     )
 
@@ -149,3 +149,18 @@ def test_cameras_keep_running_while_kafka_is_unreachable(
         assignment.stop()
     assert fleet.calls == [["a", "b"]]  # never told to stop them
     assert assignment.camera_ids == ["a", "b"]
+
+
+def test_a_camera_that_stops_here_leaves_no_zone_gauge(config: AppConfig, tmp_path: Path) -> None:
+    """Its last count stayed on this worker's metrics for ever (and two workers reported it)."""
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    fleet = fleet_of(config, tmp_path, metrics)
+    cams = {c.id: c for c in config.cameras}
+    try:
+        fleet.set_cameras([cams["a"]])
+        metrics.zone_count.labels(camera="a", zone="z").set(7.0)  # as a processed frame does
+        fleet.set_cameras([])
+        assert registry.get_sample_value("crowdwatch_zone_people", {"camera": "a", "zone": "z"}) is None
+    finally:
+        fleet.stop()

@@ -152,6 +152,7 @@ class CameraFleet:
         worker.stop()
         if forget:
             self._live.remove_camera(camera_id)
+            self._metrics.forget_camera(camera_id, worker.zone_ids)
         log.info("camera %s: stopped", camera_id)
 
     def _on_status(self, event: CameraStatusEvent) -> None:

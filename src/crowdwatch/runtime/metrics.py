@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from crowdwatch.core.analysis import AnalysisResult
@@ -54,3 +56,10 @@ class WorkerMetrics:
             self.zone_count.labels(camera=camera, zone=zc.zone_id).set(zc.count)
         for ev in result.events:
             self.events.labels(camera=camera, type=ev.type.value).inc()
+
+    def forget_camera(self, camera: str, zones: list[str]) -> None:
+        """Drop the camera's zone gauges once it stops here (moved to another worker, removed):
+        a stale last count would be reported for ever, and by two workers at once."""
+        for zone in zones:
+            with contextlib.suppress(KeyError):  # never observed
+                self.zone_count.remove(camera, zone)

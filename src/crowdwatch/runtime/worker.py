@@ -68,6 +68,10 @@ class CameraWorker:
         self.finished = threading.Event()
 
     @property
+    def zone_ids(self) -> list[str]:
+        return self._analysis.zone_ids
+
+    @property
     def needs_detector(self) -> bool:
         return self._analysis.needs_detector or self._tiled_region is not None
 
