@@ -59,3 +59,15 @@ def test_unletterbox_clips_boxes_that_reach_into_the_padding() -> None:
     back = unletterbox_boxes(boxed, 640 / 768, (0.0, 80.0), (576, 768))
     np.testing.assert_allclose(back[0], [0, 0, 120, 24], atol=1e-4)
     np.testing.assert_allclose(back[1], [720, 504, 768, 576], atol=1e-4)
+
+
+@pytest.mark.parametrize(("h", "w"), [(333, 1000), (1000, 333), (7, 2000), (641, 639), (480, 640)])
+def test_boxes_map_back_as_ultralytics_maps_them(h: int, w: int) -> None:
+    """By the gain of each axis after its side was rounded to whole pixels, not by one ratio
+    (0.1 px apart on common sizes, whole pixels on thin ones)."""
+    ops = pytest.importorskip("ultralytics.utils.ops")
+    torch = pytest.importorskip("torch")
+    lb = letterbox(np.zeros((h, w, 3), np.uint8), 640)
+    boxed = np.array([[10, 20, 300, 400], [100, 300, 620, 340]], np.float32)
+    reference = ops.scale_boxes((640, 640), torch.tensor(boxed.astype(np.float64)), (h, w)).numpy()
+    np.testing.assert_allclose(unletterbox_boxes(boxed, lb.gain, lb.pad, (h, w)), reference, atol=2e-3)

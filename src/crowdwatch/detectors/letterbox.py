@@ -18,6 +18,9 @@ class Letterboxed(NamedTuple):
     """Scale applied to the original image."""
     pad: tuple[float, float]
     """(left, top) padding in pixels of the letterboxed image."""
+    gain: tuple[float, float]
+    """(x, y) scale actually applied: each side is rounded to whole pixels, so they differ a
+    little from `ratio` (and from each other); boxes map back by these, as Ultralytics does."""
 
 
 def letterbox(image: npt.NDArray[np.uint8], new_size: int) -> Letterboxed:
@@ -33,21 +36,24 @@ def letterbox(image: npt.NDArray[np.uint8], new_size: int) -> Letterboxed:
     left, top = round(dw - 0.1), round(dh - 0.1)
     out = np.full((new_size, new_size, image.shape[2]), PAD_VALUE, dtype=np.uint8)
     out[top : top + new_h, left : left + new_w] = image
-    return Letterboxed(out, ratio, (float(left), float(top)))
+    return Letterboxed(out, ratio, (float(left), float(top)), (new_w / w, new_h / h))
 
 
 def unletterbox_boxes(
     xyxy: npt.NDArray[np.float32],
-    ratio: float,
+    ratio: float | tuple[float, float],
     pad: tuple[float, float],
     orig_shape: tuple[int, int],
 ) -> npt.NDArray[np.float32]:
     """Map xyxy boxes from letterboxed to original pixel coordinates, clipped to the image
-    (`orig_shape` is (height, width))."""
+    (`orig_shape` is (height, width)). `ratio`: one scale, or the (x, y) gains of
+    `Letterboxed.gain` (exact)."""
+    gain_x, gain_y = ratio if isinstance(ratio, tuple) else (ratio, ratio)
     boxes = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4).copy()
     boxes[:, [0, 2]] -= pad[0]
     boxes[:, [1, 3]] -= pad[1]
-    boxes /= ratio
+    boxes[:, [0, 2]] /= gain_x
+    boxes[:, [1, 3]] /= gain_y
     h, w = orig_shape
     boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
     boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)

@@ -113,7 +113,7 @@ class OnnxDetector:
             conf_threshold=self._conf,
             iou_threshold=self._iou,
             max_det=self._max_det,
-            ratio=boxed.ratio,
+            ratio=boxed.gain,
             pad=boxed.pad,
             orig_shape=(image.shape[0], image.shape[1]),
         )

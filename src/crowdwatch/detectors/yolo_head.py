@@ -61,7 +61,7 @@ def postprocess(
     conf_threshold: float,
     iou_threshold: float,
     max_det: int,
-    ratio: float,
+    ratio: float | tuple[float, float],
     pad: tuple[float, float],
     orig_shape: tuple[int, int],
 ) -> Detections:
