@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    for stream in (sys.stdout, sys.stderr):
+        tolerate_encoding(stream)
     # `models` has its own parser (list/fetch with their options).
     if argv and argv[0] == "models":
         from crowdwatch.detectors.models_cli import run_models_command
@@ -168,6 +170,15 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         print("interrupted: stopped without finishing the shutdown", file=sys.stderr)
         return 130
+
+
+def tolerate_encoding(stream: object) -> None:
+    """On a terminal or pipe that is not UTF-8 (PYTHONIOENCODING=ascii, a latin-1 locale), write
+    what it cannot show as '?' instead of failing: the tables use '·', 'm²', '↑' and '—'."""
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and encoding not in ("utf8", "utf8sig"):
+        reconfigure(errors="replace")
 
 
 def _preflight(config: object, args: argparse.Namespace) -> str | None:

@@ -164,3 +164,20 @@ def test_start_up_problems_are_one_clear_line(
     assert proc.returncode == 1
     assert message.replace("{port}", str(port)) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_output_that_is_not_utf8_gets_question_marks_instead_of_a_crash() -> None:
+    """The end-of-run table ('p/m²', '·', '↑', '—') crashed on PYTHONIOENCODING=ascii."""
+    import io
+
+    from crowdwatch.cli import tolerate_encoding
+
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="ascii")
+    tolerate_encoding(out)
+    out.write("3.1 p/m² ↑")
+    out.flush()
+    assert raw.getvalue() == b"3.1 p/m? ?"
+    utf8 = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    tolerate_encoding(utf8)
+    assert utf8.errors == "strict"  # UTF-8 output is left as it is
