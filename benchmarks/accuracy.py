@@ -50,7 +50,7 @@ from crowdwatch.evaluation.counting import (
     run_counter,
     write_results_csv,
 )
-from crowdwatch.evaluation.labeled import LabeledFolder, open_folder, parse_ranges
+from crowdwatch.evaluation.labeled import LabeledFolder, LabeledItem, open_folder, parse_ranges
 from crowdwatch.evaluation.metrics import CountErrors
 
 METHODS = ("detector", "tiled", "density", "auto")
@@ -104,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder for <method>.csv and <method>.png")
     p.add_argument("--json", type=Path, default=None, help="write the summary here (list, one per method)")
     p.add_argument("--save-maps", type=Path, default=None, help="density: save each map as <name>.npz here")
+    p.add_argument(
+        "--allow-trained",
+        action="store_true",
+        help="also score pictures within a trained density model's training frames (diagnostics only)",
+    )
     return p
 
 
@@ -309,6 +314,28 @@ def _score(
     return summary
 
 
+def _density_refs(args: argparse.Namespace) -> list[str]:
+    return sorted({chosen_models(m, args)[1] for m in args.method if m in ("density", "auto")})
+
+
+def _trained_on(
+    folder: LabeledFolder, selected: list[LabeledItem], args: argparse.Namespace
+) -> list[LabeledItem]:
+    """The selected pictures inside the training frames of a trained density model to be scored
+    on the folder it was trained from: every frame of those ranges, not just the ones it took
+    (neighbouring video frames are near-duplicates of them)."""
+    out: list[LabeledItem] = []
+    for ref in _density_refs(args):
+        recipe = RECIPES.get(ref)
+        if recipe is None or folder.root.name != recipe.dataset:
+            continue
+        if not recipe.train_frames:  # every picture of the folder
+            return list(selected)
+        ranges = set(parse_ranges(recipe.train_frames))
+        out += [it for it in selected if it.frame_number in ranges and it not in out]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     folder = open_folder(args.data)
@@ -316,6 +343,21 @@ def main(argv: list[str] | None = None) -> int:
     selected = folder.select(frames, args.limit)
     if args.under is not None:
         selected = [it for it in selected if folder.true_count(it) < args.under]
+    trained_on = _trained_on(folder, selected, args)
+    if trained_on and not args.allow_trained:
+        names = {it.name for it in trained_on}
+        selected = [it for it in selected if it.name not in names]
+        print(
+            f"{len(trained_on)} selected picture(s) skipped: within the training frames of the "
+            f"density model {_density_refs(args)} (never score what was trained on; "
+            "--allow-trained keeps them)",
+            file=sys.stderr,
+        )
+        if not selected:
+            raise SystemExit(
+                "no images selected: the density model was trained on all of them (score a "
+                "trained recipe by cross-validation: benchmarks/train_density_head.py)"
+            )
     calibration = None
     if args.calibration is not None:
         data = json.loads(args.calibration.read_text())
