@@ -527,6 +527,51 @@ BAD_CONFIGS = [
         ],
         id="geojson-multipolygon-hole-bow-tie",
     ),
+    # Valid rings, invalid polygons: the router refused them at start-up with a traceback.
+    pytest.param(
+        set_in(
+            "centers.0.boundary",
+            {
+                "type": "Polygon",
+                "coordinates": [
+                    square(121.0, 31.0, 1.0)["coordinates"][0],
+                    square(123.0, 33.0, 0.5)["coordinates"][0],
+                ],
+            },
+        ),
+        ["centers[0].boundary: boundary is not a valid polygon: Hole lies outside shell[123 33]"],
+        id="geojson-hole-outside-shell",
+    ),
+    pytest.param(
+        set_in(
+            "centers.0.boundary",
+            {
+                "type": "MultiPolygon",
+                "coordinates": [
+                    square(121.0, 31.0, 0.5)["coordinates"],
+                    square(121.5, 31.0, 0.5)["coordinates"],
+                ],
+            },
+        ),
+        ["centers[0].boundary: boundary is not a valid polygon: Self-intersection[121.5 31.5]"],
+        id="geojson-multipolygon-parts-share-an-edge",
+    ),
+    pytest.param(
+        set_in(
+            "centers.0.boundary",
+            {"type": "Polygon", "coordinates": [[[10**400, 31], [122, 32], [122, 31], [10**400, 31]]]},
+        ),
+        ["centers[0].boundary: boundary position [" + "1" + "0" * 58 + " is outside lon/lat range"],
+        id="geojson-huge-integer",
+    ),
+    pytest.param(
+        set_in(
+            "centers.0.boundary",
+            {"type": "Polygon", "coordinates": [[[True, 31], [122, 32], [122, 31], [True, 31]]]},
+        ),
+        ["centers[0].boundary: boundary position [True, 31] is not [lon, lat]"],
+        id="geojson-boolean-coordinate",
+    ),
     pytest.param(
         set_in("cameras.0.location", {"lat": 121.47, "lon": 31.23}),
         ["cameras[0].location.lat: Input should be less than or equal to 90"],

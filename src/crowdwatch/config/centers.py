@@ -55,10 +55,13 @@ class CenterConfig(StrictModel):
                     if (
                         not isinstance(pos, list | tuple)
                         or len(pos) < 2
-                        or not all(isinstance(c, int | float) for c in pos[:2])
+                        or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in pos[:2])
                     ):
-                        raise ValueError(f"boundary position {pos!r} is not [lon, lat]")
-                    lon, lat = pos[0], pos[1]
+                        raise ValueError(f"boundary position {pos!r:.60} is not [lon, lat]")
+                    try:
+                        lon, lat = float(pos[0]), float(pos[1])
+                    except OverflowError:  # an integer of hundreds of digits
+                        raise ValueError(f"boundary position {pos!r:.60} is outside lon/lat range") from None
                     if not (math.isfinite(lon) and math.isfinite(lat)):
                         raise ValueError(f"boundary position {list(pos)} is not a finite [lon, lat]")
                     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
@@ -76,6 +79,14 @@ class CenterConfig(StrictModel):
                         f"boundary ring {where} crosses itself: the edge from position {a} to {b} "
                         f"meets the edge from position {c} to {d} (counting from 0)"
                     )
+        # What else the router refuses at start-up (a hole outside its shell, parts of a
+        # MultiPolygon that overlap or share an edge) is reported here already.
+        import shapely
+        from shapely.geometry import shape
+
+        geom = shape(v)
+        if not geom.is_valid:
+            raise ValueError(f"boundary is not a valid polygon: {shapely.is_valid_reason(geom)}")
         return v
 
     @model_validator(mode="after")
