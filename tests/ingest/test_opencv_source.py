@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from crowdwatch.config.camera import CameraConfig
 from crowdwatch.core.types import EventType, Frame
 from crowdwatch.ingest import OpenCVSource, Source
+from crowdwatch.ingest.capture import Capture, SourceOpenError
 
 from .fakes import BAD_READ, EMPTY, GRAY, WRONG_SIZE, FakeCamera, FakeCapture, good, script
 from .media import Recorder, camera, frame_index, make_video, wait_until
@@ -338,3 +341,24 @@ def test_stalled_stream_goes_offline_then_online(recorder: Recorder, sources: li
     frame = source.read(timeout=5)
     assert frame is not None
     assert frame_index(frame.image) >= 50
+
+
+def test_closing_during_the_first_connect_reports_no_outage(recorder: Recorder) -> None:
+    """A camera being stopped (removed, moved to another worker) while its first open is under
+    way: the failed open once went out as camera.offline, possibly after the new owner's online."""
+    opening, release = threading.Event(), threading.Event()
+
+    def slow_refusal(config: CameraConfig) -> Capture:
+        opening.set()
+        release.wait(10.0)  # the open blocks until the test has closed the source
+        raise SourceOpenError("cannot open source: no answer")
+
+    source = OpenCVSource(camera("rtsp://127.0.0.1:1/live"), recorder, capture_factory=slow_refusal)
+    source.start()
+    assert opening.wait(10.0)
+    closer = threading.Thread(target=source.close)
+    closer.start()
+    wait_until(lambda: source._stop.is_set(), what="close begun")
+    release.set()
+    closer.join(15.0)
+    assert recorder.types() == []

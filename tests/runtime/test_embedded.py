@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from crowdwatch.bus.base import CROWD_EVENTS
 from crowdwatch.config.root import parse_config
+from crowdwatch.core.analysis import ZoneState
+from crowdwatch.core.crowd import Phase
 from crowdwatch.runtime.embedded import EmbeddedApp
+from crowdwatch.runtime.live import LiveState
 
 from .fakes import CountingDetector, ScriptedSource, scripted_factory
 
@@ -126,3 +132,38 @@ def test_a_frame_that_breaks_the_model_is_skipped_and_counted(tmp_path: Path) ->
     assert camera.analysed == len(COUNTS) - 1
     # Frames 2, 4, 5, 6 still hold 6 people for 2 s or more: the gathering is still found.
     assert len(app.store.list_alerts(open_only=False)) == 1
+
+
+def test_the_events_log_goes_on_past_a_message_that_is_not_an_event(tmp_path: Path) -> None:
+    """Garbage on the topic (another producer, a corrupted record; the alerting role
+    dead-letters it) once killed the events-log thread: nothing more was logged."""
+    app = EmbeddedApp(
+        parse_config(config()),
+        events_out=tmp_path / "events.jsonl",
+        detector=CountingDetector(COUNTS),
+        source_factory=scripted_factory({"cam-a": ScriptedSource("cam-a", len(COUNTS))}),
+        registry=CollectorRegistry(),
+    )
+    app.bus.publish(CROWD_EVENTS, "cam-a", b"\xffnot json")
+    out = tmp_path / "events.jsonl"
+    with app:
+        app.run(duration=60)
+        # Logged while running (the log thread polls every 0.2 s), not only by the drain at stop.
+        deadline = time.monotonic() + 10.0
+        while out.read_text().count('"record":"event"') < 2 and time.monotonic() < deadline:
+            threading.Event().wait(0.05)
+        assert out.read_text().count('"record":"event"') == 2
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    types = [r["event"]["type"] for r in records if r["record"] == "event"]
+    assert types == ["crowd.gathering.started", "crowd.gathering.ended"]
+
+
+def test_zones_of_a_camera_removed_meanwhile_do_not_come_back() -> None:
+    """A frame finishing after its camera was removed (a slow detection) re-added its rows."""
+    live = LiveState()
+    live.add_camera("cam-a", "A")
+    state = ZoneState("cam-a", "z", 3.0, 3.0, None, "detector", Phase.IDLE, 0.0)
+    live.update_zones((state,))
+    live.remove_camera("cam-a")
+    live.update_zones((state,))
+    assert live.zones() == []

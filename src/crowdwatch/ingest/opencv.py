@@ -366,6 +366,10 @@ class OpenCVSource:
             self._sleep(remaining)
 
     def _emit(self, changes: list[StatusChange]) -> None:
+        if self._stop.is_set():
+            # Closing (e.g. the camera moved to another worker): an outage seen now is this
+            # worker letting go, and must not arrive after the new owner's camera.online.
+            return
         for change in changes:
             log = logger.info if change.type is EventType.CAMERA_ONLINE else logger.warning
             log("camera %s: %s: %s", self.camera_id, change.type.value, change.reason)

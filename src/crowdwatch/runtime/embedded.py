@@ -146,6 +146,15 @@ class EmbeddedApp:
             if not batch:
                 return
             for msg in batch:
-                events_log.message(msg)
+                try:
+                    events_log.message(msg)
+                except ValueError as exc:  # not an event (garbage on the topic): the DLQ's business
+                    log.warning(
+                        "events log: skipping %s[%d]@%d, not an event: %s",
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        exc,
+                    )
             consumer.commit(batch)
             timeout = 0.0

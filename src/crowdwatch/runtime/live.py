@@ -61,7 +61,10 @@ class LiveState:
     def update_zones(self, states: tuple[ZoneState, ...]) -> None:
         with self._lock:
             for s in states:
-                self._zones[(s.camera_id, s.zone_id)] = s
+                # A camera removed meanwhile (its last frame finished after the removal) must
+                # not come back as rows nobody updates.
+                if s.camera_id in self._cameras:
+                    self._zones[(s.camera_id, s.zone_id)] = s
 
     def cameras(self) -> list[CameraView]:
         with self._lock:
