@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from crowdwatch.bus.memory import MemoryBus
 from crowdwatch.config.camera import CameraConfig
 from crowdwatch.config.root import AppConfig, parse_config
+from crowdwatch.core.types import CameraStatusEvent, EventType, GeoPoint
 from crowdwatch.detectors.catalog import ModelNotFetchedError
 from crowdwatch.runtime.assignment import KafkaCameraAssignment
 from crowdwatch.runtime.fleet import CameraFleet
@@ -162,5 +163,30 @@ def test_a_camera_that_stops_here_leaves_no_zone_gauge(config: AppConfig, tmp_pa
         metrics.zone_count.labels(camera="a", zone="z").set(7.0)  # as a processed frame does
         fleet.set_cameras([])
         assert registry.get_sample_value("crowdwatch_zone_people", {"camera": "a", "zone": "z"}) is None
+    finally:
+        fleet.stop()
+
+
+def test_the_live_view_sees_a_degraded_spell_end(config: AppConfig, tmp_path: Path) -> None:
+    """A degraded spell ends without an event; the view kept saying 'degraded' for ever."""
+    live = LiveState()
+    fleet = CameraFleet(
+        config,
+        ModelSet(config.detector, config.counting, tmp_path, detector=CountingDetector([0] * 10)),
+        EventPublisher(MemoryBus()),
+        live,
+        WorkerMetrics(CollectorRegistry()),
+        source_factory=lambda c, status: ScriptedSource(c.id, 5),  # online, not degraded
+    )
+    cams = {c.id: c for c in config.cameras}
+    try:
+        fleet.set_cameras([cams["a"]])
+        degraded = CameraStatusEvent(
+            EventType.CAMERA_DEGRADED, "a", 0.0, "12 of the last 20 reads failed", GeoPoint(30.0, 120.0)
+        )
+        live.camera_status(degraded)
+        assert live.status_of("a") == "degraded"
+        fleet.refresh_live()
+        assert live.status_of("a") == "online"
     finally:
         fleet.stop()

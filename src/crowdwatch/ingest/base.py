@@ -24,6 +24,7 @@ class SourceStats:
     decode_errors: int
     reconnects: int
     last_error: str | None  # already redacted
+    degraded: bool = False  # more than half of the recent reads failed (see ingest.health)
 
 
 @runtime_checkable

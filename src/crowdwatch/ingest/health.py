@@ -48,6 +48,11 @@ class Health:
     def offline_reported(self) -> bool:
         return self._offline_since is not None
 
+    @property
+    def degraded(self) -> bool:
+        """In a degraded spell (reported by `camera.degraded`; it ends without an event)."""
+        return self._degraded
+
     def opened(self) -> None:
         """A new capture: its read history starts afresh."""
         self._window.clear()

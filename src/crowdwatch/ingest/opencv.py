@@ -148,6 +148,7 @@ class OpenCVSource:
                 decode_errors=self._decode_errors,
                 reconnects=self._reconnects,
                 last_error=self._last_error,
+                degraded=self._health.degraded,
             )
 
     def close(self) -> None:

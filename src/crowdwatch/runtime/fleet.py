@@ -122,7 +122,10 @@ class CameraFleet:
             status = self._live.status_of(worker.camera_id)
             if worker.finished.is_set() and source.ended:
                 changes["status"] = "ended"
-            elif src.online and status in ("starting", "offline"):
+            elif src.online and (
+                status in ("starting", "offline") or (status == "degraded" and not src.degraded)
+            ):
+                # A degraded spell ends without an event: the view must see it end too.
                 changes |= {"status": "online", "reason": ""}
             self._live.update_camera(worker.camera_id, **changes)
 
