@@ -362,3 +362,43 @@ def test_closing_during_the_first_connect_reports_no_outage(recorder: Recorder) 
     release.set()
     closer.join(15.0)
     assert recorder.types() == []
+
+
+WALL0 = 1_700_000_000.0
+
+
+def _with_bad_frames(tmp_path: Path, bad: tuple[int, ...]) -> Path:
+    """A 40-frame 10 fps MJPG file whose frames `bad` are zeroed (one JPEG per frame)."""
+    clip = make_video(tmp_path / "clip.avi", frames=40, fps=10)
+    data = bytearray(clip.read_bytes())
+    starts = [i for i in range(len(data) - 3) if data[i : i + 3] == b"\xff\xd8\xff"]
+    assert len(starts) == 40
+    for k in bad:
+        data[starts[k] : starts[k + 1] - 8] = bytes(starts[k + 1] - 8 - starts[k])
+    out = tmp_path / "damaged.avi"
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_bad_frames_in_a_file_keep_their_place_on_its_timeline(tmp_path: Path) -> None:
+    """Video time counted good frames only: every frame after a bad one was stamped early (by
+    0.1 s per bad frame at 10 fps), and the file's end was never seen (20 phantom errors)."""
+    path = _with_bad_frames(tmp_path, (10, 11, 12))
+    recorder = Recorder()
+    source = OpenCVSource(
+        camera(str(path), realtime=False, sample_every_s=0.1), recorder, wall_clock=lambda: WALL0
+    )
+    source.start()
+    frames: list[Frame] = []
+    try:
+        deadline = time.monotonic() + 30.0
+        while not source.ended and time.monotonic() < deadline:
+            frame = source.read(1.0)
+            if frame is not None:
+                frames.append(frame)
+    finally:
+        source.close()
+    indices = [frame_index(f.image) for f in frames]
+    assert indices == [i for i in range(40) if i not in (10, 11, 12)]
+    assert [round((f.ts - WALL0) * 10) for f in frames] == indices  # frame i at i / 10 s
+    assert source.stats().decode_errors == 3

@@ -263,11 +263,15 @@ class OpenCVSource:
                 self._health.touch(last_good)
                 continue
 
-            if self._is_file and not ok and _at_end(capture, frame_count):
+            if self._is_file and not ok and _at_end(capture, frame_count, index):
                 return self._end_of_pass(index, fps)
             if not ok and not capture.is_open():
                 raise _LostError(f"stream closed: {self._url}")
             self._decode_error(_read_error(ok, image, shape))
+            if self._is_file:
+                # A bad frame of a file still took its place on the timeline: the frames after
+                # it are that much later (counting good frames only put them early, for ever).
+                index += 1
             failed_in_a_row += 1
             if failed_in_a_row >= MAX_FAILED_READS_IN_A_ROW:
                 if self._is_file:
@@ -414,7 +418,9 @@ def _read_error(ok: bool, image: npt.NDArray[np.uint8] | None, shape: tuple[int,
     return f"bad frame: size changed from {shape} to {image.shape}"
 
 
-def _at_end(capture: Capture, frame_count: int | None) -> bool:
-    """A failed read of a file is its end unless the file says more frames follow."""
+def _at_end(capture: Capture, frame_count: int | None, frames_read: int) -> bool:
+    """A failed read of a file is its end unless the file says more frames follow. The reader's
+    position counts decoded frames only, so the frames read in this pass (bad ones included)
+    are checked too: without them, a file with bad frames never reached its end."""
     position = capture.position()
-    return frame_count is None or position is None or position >= frame_count
+    return frame_count is None or position is None or max(position, frames_read) >= frame_count
