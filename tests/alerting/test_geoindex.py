@@ -139,3 +139,33 @@ def test_haversine() -> None:
 def test_routing_with_shapely(camera: str, point: GeoPoint, center: str, reason: str) -> None:
     decision = world_router(overrides={"cam-x": "s2"}).route(camera, point)
     assert (decision.center_id, decision.reason) == (center, reason)
+
+
+def _square(lon0: float, lat0: float, lon1: float, lat1: float) -> dict[str, object]:
+    ring = [[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+# Taveuni, Fiji, where the 180th meridian crosses the island: a street just west of the line, a
+# camera just east of it; neither boundary crosses the antimeridian.
+FIJI_STREET = _square(-179.995, -16.81, -179.99, -16.80)
+FIJI_CAMERA = GeoPoint(lat=-16.805, lon=179.999)
+
+
+@pytest.mark.parametrize("max_km", [2.0, None])
+def test_nearest_across_the_antimeridian(max_km: float | None) -> None:
+    """Longitudes did not wrap: the street 0.64 km away was missed within 2 km, and measured
+    to its far edge (1.17 km) without a limit."""
+    index = ShapelyGeoIndex([Boundary("st", "street", FIJI_STREET)])
+    found = index.nearest(FIJI_CAMERA, "street", max_km)
+    assert found is not None
+    center, km = found
+    assert center == "st"
+    assert km == pytest.approx(haversine_km(FIJI_CAMERA, GeoPoint(lat=-16.805, lon=-179.995)), abs=0.01)
+
+
+def test_nearest_across_a_pole() -> None:
+    index = ShapelyGeoIndex([Boundary("st", "street", _square(-101, 89.997, -99, 89.998))])
+    found = index.nearest(GeoPoint(lat=89.999, lon=100.0), "street", 2.0)
+    assert found is not None
+    assert found[1] < 1.0

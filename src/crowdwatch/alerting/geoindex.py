@@ -84,7 +84,9 @@ class ShapelyGeoIndex:
         if max_km is None:
             candidates: Iterable[int] = range(len(self._ids))
         else:
-            candidates = (int(i) for i in self._tree.query(_search_box(point, max_km)))
+            candidates = sorted(
+                {int(i) for area in _search_boxes(point, max_km) for i in self._tree.query(area)}
+            )
         best: tuple[float, str] | None = None
         for i in candidates:
             if self._levels[i] != level:
@@ -104,18 +106,32 @@ class ShapelyGeoIndex:
         kx = KM_PER_DEG * math.cos(math.radians(point.lat))
 
         def to_local(xy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-            return np.column_stack(((xy[:, 0] - point.lon) * kx, (xy[:, 1] - point.lat) * KM_PER_DEG))
+            # Longitude differences wrapped into [-180, 180): a center just across the
+            # antimeridian is a few metres east, not 360 degrees west.
+            dlon = (xy[:, 0] - point.lon + 180.0) % 360.0 - 180.0
+            return np.column_stack((dlon * kx, (xy[:, 1] - point.lat) * KM_PER_DEG))
 
         near, _ = nearest_points(shapely.transform(geom, to_local), Point(0.0, 0.0))
-        lon = point.lon + (near.x / kx if kx > 0 else 0.0)
+        lon = (point.lon + (near.x / kx if kx > 0 else 0.0) + 180.0) % 360.0 - 180.0
         lat = max(-90.0, min(90.0, point.lat + near.y / KM_PER_DEG))
-        return haversine_km(point, GeoPoint(lat=lat, lon=max(-180.0, min(180.0, lon))))
+        return haversine_km(point, GeoPoint(lat=lat, lon=lon))
 
 
-def _search_box(point: GeoPoint, km: float) -> Any:
-    """A lon/lat box surely holding everything within `km` (pre-filter for the STRtree)."""
-    # 10 % margin: the box is only a pre-filter, exact distances are checked afterwards.
+def _search_boxes(point: GeoPoint, km: float) -> list[Any]:
+    """Lon/lat boxes surely holding everything within `km` (pre-filter for the STRtree): one,
+    or its part beyond the antimeridian shifted by 360 degrees as well; every longitude when
+    the circle reaches a pole."""
+    # 10 % margin: the boxes are only a pre-filter, exact distances are checked afterwards.
     dlat = 1.1 * km / KM_PER_DEG
+    south, north = max(-90.0, point.lat - dlat), min(90.0, point.lat + dlat)
     coslat = math.cos(math.radians(point.lat))
-    dlon = 180.0 if coslat < 1e-6 else min(180.0, dlat / coslat)
-    return box(point.lon - dlon, point.lat - dlat, point.lon + dlon, point.lat + dlat)
+    if coslat < 1e-6 or point.lat + dlat >= 90.0 or point.lat - dlat <= -90.0:
+        return [box(-180.0, south, 180.0, north)]
+    dlon = min(180.0, dlat / coslat)
+    west, east = point.lon - dlon, point.lon + dlon
+    boxes = [box(max(west, -180.0), south, min(east, 180.0), north)]
+    if west < -180.0:
+        boxes.append(box(west + 360.0, south, 180.0, north))
+    if east > 180.0:
+        boxes.append(box(-180.0, south, east - 360.0, north))
+    return boxes
