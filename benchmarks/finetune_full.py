@@ -1,6 +1,6 @@
 """Cross-validated accuracy of CSRNet with every layer fine-tuned (`crowdwatch.training.full`), on
 the folds `train_density_head.py` uses, so the two trainers' errors line up picture for picture.
-Meant for a CUDA GPU (hours per epoch on a 2-core CPU); `scripts/gpu/finetune` packs what a GPU
+Meant for a CUDA GPU (~20 min per epoch on a 2-core CPU); `scripts/finetune-gpu` packs what a GPU
 machine without network needs and runs this there.
 
     # ShanghaiTech B, fold 1 of the head's 5-fold split (seed 0), 100 epochs on a GPU
