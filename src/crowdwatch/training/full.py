@@ -11,8 +11,9 @@ A step takes `batch` random windows of `crop` of each side of a picture's map (a
 over the edges, so border cells are trained as often as the rest), runs the network on each
 window plus `context` cells of real picture around it, and scores the window's cells only, so
 they see (most of) what the whole picture gives them rather than zero padding: the network
-reaches ~17 cells out, so the outermost cells of a window still feel the padding a little. Windows are cut from
-pictures already on the device; on CUDA the network runs under bf16 autocast.
+reaches ~17 cells out, so the outermost cells of a window still feel the padding a little.
+Windows are cut from pictures already on the device; on CUDA the network runs under bf16
+autocast.
 """
 
 from __future__ import annotations
