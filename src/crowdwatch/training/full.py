@@ -245,7 +245,9 @@ def train_full(
     crop_area = settings.crop**2 if settings.crop < 1.0 else 1.0
     count_scale = float(np.mean([p.count for p in pictures])) * crop_area
     for epoch in range(settings.epochs):
-        total = 0.0
+        # Summed on the device and read once an epoch: reading it every step would make the CPU
+        # wait for the GPU before queueing the next step.
+        total = torch.zeros((), device=dev)
         order = rng.permutation(len(pictures))
         for start in range(0, len(order), settings.batch):
             chosen = [on_device[int(i)] for i in order[start : start + settings.batch]]
@@ -256,8 +258,8 @@ def train_full(
             (loss / len(chosen)).backward()  # type: ignore[no-untyped-call]
             optimiser.step()
             schedule.step()
-            total += float(loss.detach())
-        mean = total / len(pictures)
+            total += loss.detach().float()
+        mean = float(total) / len(pictures)
         log.info("epoch %d/%d: mean loss %.4f", epoch + 1, settings.epochs, mean)
         if progress is not None:
             progress(epoch + 1, mean)
