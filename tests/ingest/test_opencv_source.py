@@ -402,3 +402,42 @@ def test_bad_frames_in_a_file_keep_their_place_on_its_timeline(tmp_path: Path) -
     assert indices == [i for i in range(40) if i not in (10, 11, 12)]
     assert [round((f.ts - WALL0) * 10) for f in frames] == indices  # frame i at i / 10 s
     assert source.stats().decode_errors == 3
+
+
+class SteppedClock:
+    """Monotonic time that moves only when the source sleeps (or by `step` a read)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+
+def test_a_camera_that_drops_right_after_answering_is_retried_ever_more_slowly(
+    recorder: Recorder, sources: list[OpenCVSource]
+) -> None:
+    """Each good frame once reset the waits: a camera that answers, sends a frame and drops
+    again was retried at the shortest wait for ever."""
+    fake = FakeCamera([FakeCapture(script(good(1))) for _ in range(4)])
+    clock = SteppedClock()
+    config = camera(
+        "rtsp://cam.local/live",
+        sample_every_s=0.001,
+        offline_after_s=1000,
+        reconnect={"initial_s": 1.0, "max_s": 100.0, "multiplier": 2.0, "jitter": 0.0},
+    )
+    source = _start(
+        sources, OpenCVSource(config, recorder, capture_factory=fake, clock=clock, sleep=clock.sleep)
+    )
+    wait_until(lambda: len(clock.sleeps) >= 5, what="five waits")
+    assert clock.sleeps[:5] == [1.0, 2.0, 4.0, 8.0, 16.0]
+    assert source.stats().frames_decoded == 4

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 MAX_FAILED_READS_IN_A_ROW = 20
 # Used when a file does not say its frame rate.
 FALLBACK_FPS = 25.0
+# How long a connection must have delivered frames before the reconnect waits start over.
+STABLE_AFTER_S = 10.0
 # A paced file more than this far behind its own clock stops trying to catch up.
 _MAX_PACING_LAG_S = 1.0
 _FPS_WINDOW = 32
@@ -86,6 +88,7 @@ class OpenCVSource:
         self._sleep: Callable[[float], object] = sleep if sleep is not None else self._stop.wait
         self._open_capture = capture_factory
         self._backoff = Backoff(config.reconnect, rng if rng is not None else random.Random())
+        self._opened_at = 0.0  # when the current capture was opened (self._clock)
         self._health = Health(config.offline_after_s)
         self._sampler = Sampler(config.sample_every_s)
         self._mailbox: Mailbox[Frame] = Mailbox()
@@ -223,6 +226,7 @@ class OpenCVSource:
 
     def _pump(self, capture: Capture) -> _Outcome:
         self._health.opened()
+        self._opened_at = self._clock()
         fps = (capture.fps() or FALLBACK_FPS) if self._is_file else 0.0
         if self._is_file and capture.fps() is None:
             logger.warning("camera %s: %s has no frame rate; assuming %g fps", self.camera_id, self._url, fps)
@@ -286,7 +290,11 @@ class OpenCVSource:
         with self._lock:
             self._decoded += 1
             self._decode_times.append(now)
-        self._backoff.reset()
+        # The waits start over only once the connection has held a while: a camera that
+        # answers, sends a frame and drops again would otherwise be retried at the shortest
+        # wait for ever.
+        if now - self._opened_at >= STABLE_AFTER_S:
+            self._backoff.reset()
         self._emit(self._health.frame(now))
 
     def _handle(self, image: npt.NDArray[np.uint8], t: float) -> bool:
