@@ -3,11 +3,13 @@
     .venv/bin/python benchmarks/store_throughput.py --events 20000
     .venv/bin/python benchmarks/store_throughput.py --redis redis://127.0.0.1:16379/0 --workers 4
 
-Each worker is a thread with its own store instance (a Redis store per "alerting worker",
-sharing one Redis); the events are gathering updates spread over `--episodes` alerts, each
-worker taking its own episodes (no contention) unless `--contended`, where all workers feed
-the same episodes (every event applied once, the others deduplicated). The Redis keys use a
-fresh prefix and are deleted afterwards.
+Each worker is a thread; on Redis each has its own store instance (a Redis store per
+"alerting worker", sharing one Redis), in memory they share the one store (it is one process's
+store). The events are gathering updates spread over `--episodes` alerts, each worker taking its
+own episodes (no contention) unless `--contended`, where all workers feed the same episodes:
+every event changes its alert once and is deduplicated for the others, so the output gives both
+calls per second and changes (events applied) per second. The Redis keys use a fresh prefix and
+are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -55,10 +57,14 @@ def route(e: CrowdEvent) -> RouteDecision:
     return RouteDecision("c1", "inside:community", 120.0)
 
 
-def run(make: Callable[[], AlertStore], events: int, episodes: int, workers: int, contended: bool) -> float:
+def run(
+    make: Callable[[], AlertStore], events: int, episodes: int, workers: int, contended: bool
+) -> tuple[float, float]:
+    """(apply_event calls per second, alert changes per second)."""
     per_worker = events // workers
     stores = [make() for _ in range(workers)]
     start = threading.Barrier(workers + 1)
+    changed = [0] * workers
 
     def work(i: int) -> None:
         store = stores[i]
@@ -66,7 +72,8 @@ def run(make: Callable[[], AlertStore], events: int, episodes: int, workers: int
         batch = [event(ep, seq) for seq in range(per_worker // len(mine) + 1) for ep in mine][:per_worker]
         start.wait()
         for e in batch:
-            store.apply_event(e, route, T0)
+            if store.apply_event(e, route, T0) is not None:
+                changed[i] += 1
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
     for t in threads:
@@ -79,7 +86,7 @@ def run(make: Callable[[], AlertStore], events: int, episodes: int, workers: int
     for s in stores:
         if isinstance(s, RedisAlertStore):
             s.close()
-    return per_worker * workers / elapsed
+    return per_worker * workers / elapsed, sum(changed) / elapsed
 
 
 def main() -> None:
@@ -111,7 +118,15 @@ def main() -> None:
                 for i in range(0, len(keys), 1000):
                     client.delete(*keys[i : i + 1000])
     settings = {k: getattr(args, k) for k in ("events", "episodes", "workers", "contended")}
-    print(json.dumps({"apply_event_per_s": {k: round(v) for k, v in results.items()}, **settings}))
+    print(
+        json.dumps(
+            {
+                "apply_event_per_s": {k: round(calls) for k, (calls, _) in results.items()},
+                "changes_per_s": {k: round(changes) for k, (_, changes) in results.items()},
+                **settings,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
