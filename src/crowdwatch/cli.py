@@ -33,14 +33,30 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="everything in one process (embedded bus and store)")
     run.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument(
+        "--duration", type=float, help="stop after this many seconds (counted once the models are loaded)"
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve metrics on this port, not metrics.port (0: any free one): one port per process on a host",
+    )
     run.add_argument("--events-out", type=Path, help="append events and alert changes as JSON lines")
-    run.add_argument("--no-ui", action="store_true", help="no live table; log lines only")
+    run.add_argument(
+        "--no-ui",
+        action="store_true",
+        help="no live table: the summary at the end (--log-level INFO for progress)",
+    )
     run.add_argument("--models-dir", type=Path, help="where fetched models live")
 
     worker = sub.add_parser("worker", help="distributed role: cameras -> counts -> events on the bus")
     worker.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
     worker.add_argument("--duration", type=float, help="stop after this many seconds")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve metrics on this port, not metrics.port (0: any free one): one port per process on a host",
+    )
     worker.add_argument("--models-dir", type=Path, help="where fetched models live")
     worker.add_argument(
         "--assign",
@@ -55,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     alerting = sub.add_parser("alerting", help="distributed role: events -> routed alerts in the store")
     alerting.add_argument("-c", "--config", required=True, type=Path, help="YAML configuration file")
     alerting.add_argument("--duration", type=float, help="stop after this many seconds")
+    alerting.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve metrics on this port, not metrics.port (0: any free one): one port per process on a host",
+    )
     alerting.add_argument("--group", default="crowdwatch-alerting", help="Kafka consumer group")
 
     cameras = sub.add_parser("cameras", help="the cameras topic that --assign kafka workers share")
@@ -70,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("config-reference", help="print the configuration reference (markdown)")
 
-    models = sub.add_parser("models", help="list or fetch detector models", add_help=False)
+    models = sub.add_parser("models", help="the model catalog: list, fetch, train, quantize", add_help=False)
     models.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
@@ -111,7 +132,7 @@ def _validate(path: Path) -> int:
             print(f"  {line}", file=sys.stderr)
         return 1
     zones = sum(len(c.zones) for c in config.cameras)
-    print(f"{path}: OK ({len(config.cameras)} cameras, {zones} zones, {len(config.centers)} centers)")
+    print(f"{path}: OK ({len(config.cameras)} camera(s), {zones} zone(s), {len(config.centers)} center(s))")
     return 0
 
 
@@ -138,8 +159,10 @@ def _publish_cameras(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     from crowdwatch.config.root import ConfigError, load_config
-    from crowdwatch.detectors.catalog import ModelNotFetchedError
+    from crowdwatch.detectors.catalog import ModelNotFetchedError, UnknownModelError
 
     try:
         config = load_config(args.config)
@@ -161,11 +184,11 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "alerting":
             return _run_role(config, args, None)
         return _run_embedded(config, args, models_dir)
-    except ModelNotFetchedError as err:
+    except (ModelNotFetchedError, UnknownModelError, _MetricsPortError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except _MetricsPortError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except RedisConnectionError as err:
+        print(f"error: cannot reach the Redis store ({err}); is it running? (store.url)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         print("interrupted: stopped without finishing the shutdown", file=sys.stderr)
@@ -204,7 +227,7 @@ class _MetricsPortError(RuntimeError):
     pass
 
 
-def _serve_metrics(config: object, registry: object) -> object:
+def _serve_metrics(config: object, registry: object, args: argparse.Namespace) -> object:
     """The metrics endpoint, started before anything slow: a taken port is told at once."""
     from prometheus_client import CollectorRegistry, start_http_server
 
@@ -215,14 +238,18 @@ def _serve_metrics(config: object, registry: object) -> object:
     if not config.metrics.enabled:
         return None
     host, port = config.metrics.host, config.metrics.port
+    override = getattr(args, "metrics_port", None)
+    if override is not None:
+        port = override
     try:
         server, _ = start_http_server(port, host, registry=registry)
     except OSError as exc:
         raise _MetricsPortError(
             f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); another crowdwatch "
-            "process there? set metrics.port (0: any free port) or metrics.enabled: false"
+            "process there? give each process its own port: --metrics-port N (0: any free port), "
+            "or metrics.enabled: false"
         ) from None
-    log.info("metrics on http://%s:%d/metrics", host, server.server_port)
+    log.warning("metrics on http://%s:%d/metrics", host, server.server_port)
     return server
 
 
@@ -235,7 +262,7 @@ def _run_embedded(config: object, args: argparse.Namespace, models_dir: Path | N
 
     assert isinstance(config, AppConfig)
     registry = CollectorRegistry()
-    server = _serve_metrics(config, registry)
+    server = _serve_metrics(config, registry, args)
     try:
         app = EmbeddedApp(config, registry=registry, events_out=args.events_out, models_dir=models_dir)
     except BaseException:
@@ -268,7 +295,7 @@ def _run_role(config: object, args: argparse.Namespace, models_dir: Path | None)
 
     assert isinstance(config, AppConfig)
     registry = CollectorRegistry()
-    server = _serve_metrics(config, registry)
+    server = _serve_metrics(config, registry, args)
     role: WorkerRole | AlertingRole
     try:
         if args.command == "worker":

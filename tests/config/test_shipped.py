@@ -45,7 +45,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_validate_config_cli_ok() -> None:
     proc = _cli("validate-config", str(REPO / "configs" / "example.yaml"))
     assert proc.returncode == 0
-    assert "OK (3 cameras, 4 zones, 4 centers)" in proc.stdout
+    assert "OK (3 camera(s), 4 zone(s), 4 center(s))" in proc.stdout
 
 
 def test_validate_config_cli_lists_each_problem_without_credentials(tmp_path: Path) -> None:

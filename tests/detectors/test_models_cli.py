@@ -36,6 +36,22 @@ def test_fetch_of_an_unknown_name_fails_with_the_known_names(tmp_path: Path) -> 
     assert not any(tmp_path.iterdir())  # nothing downloaded
 
 
+@pytest.mark.parametrize(
+    ("name", "command"),
+    [
+        ("csrnet-mall", "crowdwatch models train csrnet-mall"),
+        ("yolov8s-person-int8", "crowdwatch models quantize yolov8s-person-onnx"),
+    ],
+)
+def test_fetch_of_a_model_made_here_says_how_to_make_it(tmp_path: Path, name: str, command: str) -> None:
+    """`models list` shows them; `fetch` once said they were not in the catalog."""
+    code, _, err = _run(["fetch", name, "--models-dir", str(tmp_path)])
+    assert code == 1
+    assert "made on this machine" in err
+    assert command in " ".join(err.split())  # the console wraps long lines
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("argv", [[], ["fetch"], ["frobnicate"]])
 def test_usage_errors_return_2(argv: list[str]) -> None:
     assert _run(argv)[0] == 2

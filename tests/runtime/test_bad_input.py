@@ -181,3 +181,43 @@ def test_output_that_is_not_utf8_gets_question_marks_instead_of_a_crash() -> Non
     utf8 = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
     tolerate_encoding(utf8)
     assert utf8.errors == "strict"  # UTF-8 output is left as it is
+
+
+def test_an_unknown_model_is_one_clear_line(tmp_path: Path) -> None:
+    """A typo in detector.model passed validate-config and ended `run` in a traceback."""
+    data = config()
+    data["detector"] = {"type": "onnx", "model": "yolov8s-persn-onnx"}
+    data["metrics"] = {"enabled": False}
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "crowdwatch.cli", "run", "-c", str(cfg), "--no-ui"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "error: " in proc.stderr
+    assert "yolov8s-persn-onnx" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_metrics_port_can_be_given_per_process(tmp_path: Path) -> None:
+    """Two roles from one config on one host: the second took the same metrics port."""
+    data = config()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data["metrics"] = {"enabled": True, "host": "127.0.0.1", "port": port}
+        data["detector"] = {"type": "onnx", "model": "yolov8s-persn-onnx"}  # stops right after
+        cfg = tmp_path / "cfg.yaml"
+        cfg.write_text(yaml.safe_dump(data))
+        proc = subprocess.run(
+            [sys.executable, "-m", "crowdwatch.cli", "run", "-c", str(cfg), "--no-ui", "--metrics-port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert "cannot serve metrics" not in proc.stderr  # port 0: any free one, not the taken one
+    assert "metrics on http://127.0.0.1:" in proc.stderr

@@ -76,6 +76,13 @@ def _list(models_dir: Path, out: Console) -> int:
 
 
 def _fetch(names: list[str], models_dir: Path, out: Console, err: Console) -> int:
+    # Models made on this machine are listed beside the fetched ones, but never downloaded.
+    for name in names:
+        made = TRAINED_RECIPES[name].train_command if name in TRAINED_RECIPES else None
+        made = RECIPES[name].command if name in RECIPES else made
+        if made is not None:
+            err.print(f"[red]error:[/] '{name}' is made on this machine, never downloaded: run `{made}`")
+            return 1
     try:
         fetched = fetch_models(names, models_dir)
     except (UnknownModelError, FetchError) as exc:
