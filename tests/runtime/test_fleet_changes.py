@@ -190,3 +190,29 @@ def test_the_live_view_sees_a_degraded_spell_end(config: AppConfig, tmp_path: Pa
         assert live.status_of("a") == "online"
     finally:
         fleet.stop()
+
+
+def test_a_dead_camera_shows_in_the_metrics(config: AppConfig, tmp_path: Path) -> None:
+    """Camera status was only in the terminal table: the dashboard could not show a dead one."""
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    fleet = fleet_of(config, tmp_path, metrics)
+    cams = {c.id: c for c in config.cameras}
+
+    def online() -> float | None:
+        return registry.get_sample_value("crowdwatch_camera_online", {"camera": "a"})
+
+    try:
+        fleet.set_cameras([cams["a"]])
+        worker = fleet.workers()[0]
+        worker.process(fleet.source("a").read(1.0))  # type: ignore[arg-type]  # a frame analysed
+        assert online() == 1.0
+        where = GeoPoint(30.0, 120.0)
+        fleet._on_status(CameraStatusEvent(EventType.CAMERA_OFFLINE, "a", 0.0, "no frame for 10 s", where))
+        assert online() == 0.0
+        fleet._on_status(CameraStatusEvent(EventType.CAMERA_ONLINE, "a", 1.0, "frames again", where))
+        assert online() == 1.0
+        fleet.set_cameras([])
+        assert online() is None  # not reported by a worker that no longer runs it
+    finally:
+        fleet.stop()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 from crowdwatch.config.camera import CameraConfig
 from crowdwatch.config.root import AppConfig
-from crowdwatch.core.types import CameraStatusEvent
+from crowdwatch.core.types import CameraStatusEvent, EventType
 from crowdwatch.ingest.base import Source, StatusCallback
 from crowdwatch.ingest.opencv import OpenCVSource
 from crowdwatch.runtime.build import camera_analysis
@@ -161,6 +161,8 @@ class CameraFleet:
     def _on_status(self, event: CameraStatusEvent) -> None:
         log.warning("camera %s: %s %s", event.camera_id, event.type.value, event.reason)
         self._live.camera_status(event)
+        if event.type in (EventType.CAMERA_OFFLINE, EventType.CAMERA_ONLINE):
+            self._metrics.camera_status(event.camera_id, online=event.type is EventType.CAMERA_ONLINE)
         self._publisher.camera(event)
 
     def _on_result(self) -> ResultSink:

@@ -42,6 +42,13 @@ class WorkerMetrics:
             ["camera", "type"],
             registry=registry,
         )
+        self.camera_online = Gauge(
+            "crowdwatch_camera_online",
+            "1 once the camera's frames are analysed, 0 while it is reported offline "
+            "(camera.offline); alert on `== 0` to see a dead camera.",
+            ["camera"],
+            registry=registry,
+        )
         self.errors = Counter(
             "crowdwatch_frame_errors_total",
             "Frames that failed in detection or counting.",
@@ -51,15 +58,21 @@ class WorkerMetrics:
 
     def observe(self, camera: str, detect_s: float, result: AnalysisResult) -> None:
         self.frames.labels(camera=camera).inc()
+        self.camera_online.labels(camera=camera).set(1)
         self.detect_seconds.labels(camera=camera).observe(detect_s)
         for zc in result.counts:
             self.zone_count.labels(camera=camera, zone=zc.zone_id).set(zc.count)
         for ev in result.events:
             self.events.labels(camera=camera, type=ev.type.value).inc()
 
+    def camera_status(self, camera: str, online: bool) -> None:
+        self.camera_online.labels(camera=camera).set(1 if online else 0)
+
     def forget_camera(self, camera: str, zones: list[str]) -> None:
-        """Drop the camera's zone gauges once it stops here (moved to another worker, removed):
-        a stale last count would be reported for ever, and by two workers at once."""
+        """Drop the camera's gauges once it stops here (moved to another worker, removed): a
+        stale last count or status would be reported for ever, and by two workers at once."""
         for zone in zones:
             with contextlib.suppress(KeyError):  # never observed
                 self.zone_count.remove(camera, zone)
+        with contextlib.suppress(KeyError):
+            self.camera_online.remove(camera)
