@@ -5,7 +5,6 @@ on every picture of a folder is refused there."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -14,18 +13,12 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmark_scripts import load_benchmark
 from crowdwatch.detectors.trained import RECIPES
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _accuracy() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("accuracy_benchmark", ROOT / "benchmarks" / "accuracy.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("accuracy")
 
 
 def _folder(root: Path, frames: list[int]) -> Path:

@@ -3,18 +3,21 @@ working; a missing model stops start-up with the command that fetches it."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from crowdwatch.cli import tolerate_encoding
 from crowdwatch.config.camera import CameraConfig
 from crowdwatch.config.root import parse_config
 from crowdwatch.ingest.base import Source, StatusCallback
@@ -88,29 +91,35 @@ def _stop_when(condition: Callable[[], bool]) -> threading.Event:
     return _Until()
 
 
-def test_missing_model_stops_start_up_with_the_fetch_command(tmp_path: Path) -> None:
-    data = config()
-    data["detector"] = {"type": "onnx", "model": "yolov8s-person-onnx"}
+def run_cli(
+    tmp_path: Path, data: dict[str, Any], command: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`crowdwatch COMMAND -c <data as a config file> ARGS` in a child process."""
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(data))
-    empty = tmp_path / "models"
-    empty.mkdir()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crowdwatch.cli",
-            "run",
-            "-c",
-            str(cfg),
-            "--no-ui",
-            "--models-dir",
-            str(empty),
-        ],
+    return subprocess.run(
+        [sys.executable, "-m", "crowdwatch.cli", command, "-c", str(cfg), *args],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+@contextmanager
+def taken_port() -> Iterator[int]:
+    """A 127.0.0.1 port something is listening on."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def test_missing_model_stops_start_up_with_the_fetch_command(tmp_path: Path) -> None:
+    data = config()
+    data["detector"] = {"type": "onnx", "model": "yolov8s-person-onnx"}
+    empty = tmp_path / "models"
+    empty.mkdir()
+    proc = run_cli(tmp_path, data, "run", "--no-ui", "--models-dir", str(empty))
     assert proc.returncode == 1
     assert "crowdwatch models fetch yolov8s-person-onnx" in proc.stderr
 
@@ -118,14 +127,7 @@ def test_missing_model_stops_start_up_with_the_fetch_command(tmp_path: Path) -> 
 def test_config_error_stops_start_up_naming_the_field(tmp_path: Path) -> None:
     data = config()
     data["rules"]["exit_count"] = 9
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump(data))
-    proc = subprocess.run(
-        [sys.executable, "-m", "crowdwatch.cli", "run", "-c", str(cfg), "--no-ui"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli(tmp_path, data, "run", "--no-ui")
     assert proc.returncode == 1
     assert "rules: exit_count (9.0) must be below enter_count (5.0)" in proc.stderr
 
@@ -147,20 +149,10 @@ def test_start_up_problems_are_one_clear_line(
 ) -> None:
     """Each once ended in a traceback, some only after the models had loaded."""
     data = config()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         data["metrics"] = {"enabled": setup == "port-taken", "host": "127.0.0.1", "port": port}
-        cfg = tmp_path / "cfg.yaml"
-        cfg.write_text(yaml.safe_dump(data))
         args = [a.format(tmp=tmp_path) for a in command]
-        proc = subprocess.run(
-            [sys.executable, "-m", "crowdwatch.cli", *args[:1], "-c", str(cfg), *args[1:]],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = run_cli(tmp_path, data, *args)
     assert proc.returncode == 1
     assert message.replace("{port}", str(port)) in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -168,10 +160,6 @@ def test_start_up_problems_are_one_clear_line(
 
 def test_output_that_is_not_utf8_gets_question_marks_instead_of_a_crash() -> None:
     """The end-of-run table ('p/m²', '·', '↑', '—') crashed on PYTHONIOENCODING=ascii."""
-    import io
-
-    from crowdwatch.cli import tolerate_encoding
-
     raw = io.BytesIO()
     out = io.TextIOWrapper(raw, encoding="ascii")
     tolerate_encoding(out)
@@ -188,14 +176,7 @@ def test_an_unknown_model_is_one_clear_line(tmp_path: Path) -> None:
     data = config()
     data["detector"] = {"type": "onnx", "model": "yolov8s-persn-onnx"}
     data["metrics"] = {"enabled": False}
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump(data))
-    proc = subprocess.run(
-        [sys.executable, "-m", "crowdwatch.cli", "run", "-c", str(cfg), "--no-ui"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli(tmp_path, data, "run", "--no-ui")
     assert proc.returncode == 1
     assert "error: " in proc.stderr
     assert "yolov8s-persn-onnx" in proc.stderr
@@ -205,19 +186,9 @@ def test_an_unknown_model_is_one_clear_line(tmp_path: Path) -> None:
 def test_metrics_port_can_be_given_per_process(tmp_path: Path) -> None:
     """Two roles from one config on one host: the second took the same metrics port."""
     data = config()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         data["metrics"] = {"enabled": True, "host": "127.0.0.1", "port": port}
         data["detector"] = {"type": "onnx", "model": "yolov8s-persn-onnx"}  # stops right after
-        cfg = tmp_path / "cfg.yaml"
-        cfg.write_text(yaml.safe_dump(data))
-        proc = subprocess.run(
-            [sys.executable, "-m", "crowdwatch.cli", "run", "-c", str(cfg), "--no-ui", "--metrics-port", "0"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = run_cli(tmp_path, data, "run", "--no-ui", "--metrics-port", "0")
     assert "cannot serve metrics" not in proc.stderr  # port 0: any free one, not the taken one
     assert "metrics on http://127.0.0.1:" in proc.stderr

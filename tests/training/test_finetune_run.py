@@ -5,8 +5,6 @@ writes every fold. A GPU session has minutes: a crash there must have been caugh
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib.util
 import io
 import json
 import subprocess
@@ -21,6 +19,7 @@ import pytest
 
 pytest.importorskip("torch")  # the training extra (PyTorch) is installed with ultralytics
 
+from benchmark_scripts import load_benchmark
 from csrnet_weights import random_weights
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,14 +36,8 @@ class Ran:
     stderr: str
 
 
-@functools.cache
 def benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("finetune_full", ROOT / "benchmarks" / "finetune_full.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("finetune_full")
 
 
 def run_benchmark(*args: str) -> Ran:
