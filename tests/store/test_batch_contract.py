@@ -3,7 +3,7 @@ including repeats and stale events inside one batch, and stop cleanly at a failu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -11,6 +11,7 @@ from crowdwatch.core.alerts import AlertChange
 from crowdwatch.core.routing import RouteDecision
 from crowdwatch.core.types import CrowdEvent, EventType
 from crowdwatch.store.base import AlertStore, BatchApplyError, StoreUpdate
+from crowdwatch.store.batch import plan_batch
 
 from .events import T0, Decide, crowd_event
 from .polling import wait_until
@@ -33,7 +34,7 @@ MIXED = [
 ]
 
 
-def _kinds(results: list[AlertChange | None]) -> list[str | None]:
+def _kinds(results: Sequence[AlertChange | None]) -> list[str | None]:
     return [None if r is None else r.kind for r in results]
 
 
@@ -115,13 +116,48 @@ def test_an_empty_batch(store: AlertStore) -> None:
     assert store.apply_events([], Decide(), T0) == []
 
 
-def test_listeners_see_a_batch_in_order(store: AlertStore) -> None:
+def test_listeners_hear_each_alert_once_its_updates_settle_within_a_batch(store: AlertStore) -> None:
     """Listeners may be called from another thread (Redis), hence the waiting."""
     seen: list[StoreUpdate] = []
     store.subscribe(seen.append)
     changes = [c for c in store.apply_events(MIXED, Decide(), T0) if c is not None]
-    wait_until(lambda: len(seen) == len(changes), "every change of the batch")
-    assert seen == changes
+    assert _kinds(changes) == ["created", "updated", "created", "updated", "updated", "updated", "updated"]
+    # A count update followed in the batch by another change of its alert is stored and
+    # audited but not announced (store.batch): GATE's seq 1, 3 and 4. Openings, EXIT's one
+    # update and GATE's last are, in order.
+    announced = [changes[i] for i in (0, 2, 4, 6)]
+    wait_until(lambda: len(seen) >= len(announced), "the batch's announcements")
+    assert seen[: len(announced)] == announced
+    # Nothing else comes: the next change is the next one heard.
+    later = store.apply_event(crowd_event(STARTED, seq=0, zone_id="hall"), Decide(), T0 + 1)
+    wait_until(lambda: len(seen) > len(announced), "the next change")
+    assert seen == [*announced, later]
+    assert len(store.audit(GATE)) == 5  # every change of GATE is still in its audit
+
+
+@pytest.mark.parametrize(
+    ("events", "announced"),
+    [
+        ([crowd_event(), crowd_event(UPDATED, seq=1)], [True, True]),  # an opening always is
+        ([crowd_event(UPDATED, seq=1), crowd_event(UPDATED, seq=2)], [True, True]),  # opened by seq 1
+        ([crowd_event(), crowd_event(UPDATED, seq=1), crowd_event(UPDATED, seq=2)], [True, False, True]),
+        ([crowd_event(), crowd_event(UPDATED, seq=1), crowd_event(ENDED, seq=2)], [True, False, True]),
+        # Another alert's change between them does not matter; a stale event is no change.
+        (
+            [
+                crowd_event(),
+                crowd_event(UPDATED, seq=1),
+                crowd_event(zone_id="exit"),
+                crowd_event(UPDATED, seq=1),
+                crowd_event(UPDATED, seq=2),
+            ],
+            [True, False, True, True],
+        ),
+    ],
+)
+def test_which_changes_of_a_batch_are_announced(events: list[CrowdEvent], announced: list[bool]) -> None:
+    plan = plan_batch(events, (), {}, Decide(), T0)
+    assert [w.announce for w in plan.writes] == announced
 
 
 def test_a_submitted_batch_ends_as_apply_events_does(store_factory: Callable[[], AlertStore]) -> None:

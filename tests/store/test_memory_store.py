@@ -1,5 +1,5 @@
 """What only the memory store does: forget applied event ids after the dedupe TTL, as Redis
-expires its dedupe keys, so an embedded process does not grow with every event it saw."""
+expires its dedupe marks, so an embedded process does not grow with every event it saw."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ UPDATED = EventType.GATHERING_UPDATED
     [
         (100.0, 100.0, True),
         (100.0, 159.0, True),
-        (100.0, 160.0, False),  # exactly the TTL later: gone, as a Redis key with EX 60
+        (100.0, 160.0, False),  # exactly the TTL later: gone, as on Redis
         (100.0, 50.0, True),  # a clock that stepped back forgets nothing
     ],
 )

@@ -1,9 +1,11 @@
 """A batch on Redis: one transaction that leaves exactly the keys that applying its events one
-at a time leaves, retried when another writer got in between, and split up when that keeps
-happening. (The contract tests cover what a batch returns.)"""
+at a time leaves (less the notifications of superseded count updates), retried when another
+writer got in between, and split up when that keeps happening. (The contract tests cover what
+a batch returns.)"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
@@ -45,7 +47,7 @@ def client(stores: Callable[[], RedisAlertStore]) -> Iterator[redis.Redis]:
 
 def snapshot(client: redis.Redis, prefix: str) -> dict[str, Any]:
     """Every key under `prefix` and what it holds; stream entries without their ids (times),
-    dedupe keys with whether they expire."""
+    any other key with whether it expires."""
     out: dict[str, Any] = {}
     for key in sorted(client.scan_iter(match=f"{prefix}:*")):
         name, kind = key.removeprefix(prefix), client.type(key)
@@ -60,7 +62,7 @@ def snapshot(client: redis.Redis, prefix: str) -> dict[str, Any]:
     return out
 
 
-def test_a_batch_leaves_the_keys_that_one_event_at_a_time_leaves(
+def test_a_batch_leaves_the_keys_that_one_event_at_a_time_leaves_less_superseded_updates(
     stores: Callable[[], RedisAlertStore], client: redis.Redis
 ) -> None:
     batched, single = stores(), stores()
@@ -69,7 +71,18 @@ def test_a_batch_leaves_the_keys_that_one_event_at_a_time_leaves(
     batched.apply_events(MIXED, Decide(), T0 + 1)
     for event in MIXED:
         single.apply_event(event, Decide(), T0 + 1)
-    assert snapshot(client, batched.keys.prefix) == snapshot(client, single.keys.prefix)
+    expected = snapshot(client, single.keys.prefix)
+    # Less the count updates a later change of their alert supersedes in the batch (store.batch):
+    # not announced on the change streams. Their audit entries are kept.
+    for name in (":changes", ":stream:center:c1"):
+        expected[name] = conflated(expected[name])
+    assert snapshot(client, batched.keys.prefix) == expected
+
+
+def conflated(entries: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Change-stream entries without each `updated` one that a later entry of its alert follows."""
+    ids = [json.loads(e["alert"])["id"] for e in entries]
+    return [e for i, e in enumerate(entries) if not (e["kind"] == "updated" and ids[i] in ids[i + 1 :])]
 
 
 def test_a_conflicting_writer_makes_the_batch_start_again(

@@ -2,6 +2,14 @@
 Pure (the core lifecycle and the standard library), shared by every AlertStore: the memory store
 plans against its dicts, the Redis store against what it read under WATCH, and both then write
 the plan. One code path for embedded and distributed mode.
+
+Notifications are conflated within a batch: a count update (`updated`) followed in the same
+batch by another change of the same alert is stored and audited but not announced, since the
+later change carries the alert's newer state. A console catching up on a backlog then hears
+each alert's latest figures once per batch, not every figure it went through, and the store
+writes two stream entries less for each such event. Openings, state changes and the last
+update of each alert are always announced; at live rates a batch rarely holds two updates of
+one zone, so nothing is held back there.
 """
 
 from __future__ import annotations
@@ -17,10 +25,12 @@ from crowdwatch.store.base import RouteFn
 
 @dataclass(slots=True)
 class Write:
-    """One change to store, with the alert it replaces (None: a new alert)."""
+    """One change to store, with the alert it replaces (None: a new alert). `announce`: its
+    notification is sent (False: a later change of the batch supersedes it; see the module)."""
 
     before: Alert | None
     change: AlertChange
+    announce: bool = True
 
 
 @dataclass(slots=True)
@@ -45,10 +55,12 @@ def plan_batch(
     """Fold `events` in order into the `stored` alerts (by alert id; missing means none), as
     apply_event one by one would: an event whose id is in `applied` or earlier in the batch
     changes nothing, a later event of the same episode sees the earlier one's result. Neither
-    `applied` nor `stored` is modified."""
+    `applied` nor `stored` is modified. Writes superseded by a later one are marked not to be
+    announced (see the module)."""
     plan = BatchPlan()
     seen: set[str] = set()
     alerts: dict[str, Alert | None] = {}  # what the batch changed, over `stored`
+    latest: dict[str, int] = {}  # alert id -> index of its last write so far
     for event in events:
         event_id = event.id  # a property that formats a string: read once
         if event_id in seen or event_id in applied:
@@ -69,6 +81,17 @@ def plan_batch(
         plan.applied.append(event_id)
         if change is not None:
             alerts[key] = change.alert
+            if key in latest:
+                _supersede(plan.writes, latest[key])
+            latest[key] = len(plan.writes)
             plan.writes.append(Write(current, change))
         plan.results.append(change)
     return plan
+
+
+def _supersede(writes: list[Write], index: int) -> None:
+    """A later change of the same alert follows writes[index]: a count update is then not
+    announced (the later one carries newer figures)."""
+    write = writes[index]
+    if write.change.kind == "updated":
+        write.announce = False

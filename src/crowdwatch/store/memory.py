@@ -158,7 +158,7 @@ class MemoryAlertStore:
             # Marked applied only once planned without error, so a failed event can be retried.
             self._applied.add(plan.applied, now)
             for write in plan.writes:
-                self._commit(write.change)
+                self._commit(write.change, announce=write.announce)
             return plan
 
     def _require(self, alert_id: str) -> Alert:
@@ -167,7 +167,7 @@ class MemoryAlertStore:
             raise AlertNotFoundError(alert_id)
         return alert
 
-    def _commit(self, change: AlertChange) -> None:
+    def _commit(self, change: AlertChange, *, announce: bool = True) -> None:
         alert = change.alert
         if alert.state is AlertState.RESOLVED:  # retention counts from the last change
             self._resolved_at[alert.id] = alert.updated_at
@@ -175,7 +175,8 @@ class MemoryAlertStore:
         if change.in_all_alerts_audit:
             self._audit.extend(change.audit)
         self._alert_audit.setdefault(alert.id, []).extend(change.audit)
-        self._notify(change)
+        if announce:
+            self._notify(change)
 
     def _notify(self, update: StoreUpdate) -> None:
         # Under the lock, so that listeners see changes in the order they were made.
@@ -188,7 +189,7 @@ class MemoryAlertStore:
 
 class AppliedIds:
     """Event ids applied, each forgotten `ttl_s` after it was applied (as the Redis store's
-    dedupe keys expire), so that a long-running embedded process does not grow with every
+    dedupe marks expire), so that a long-running embedded process does not grow with every
     event it ever saw. A late duplicate is still refused by its alert's last seq."""
 
     def __init__(self, ttl_s: float) -> None:

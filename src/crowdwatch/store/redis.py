@@ -23,7 +23,8 @@ Keys, under a configurable prefix `P` (default `cw`):
     P:center:{c}:open       zset    open alerts now at center c, score created_at
     P:escalations           zset    alerts waiting for an acknowledgement, score escalate_at
     P:resolved              zset    resolved alerts, score their last change (for `purge`)
-    P:event:{id}            string  event id applied (dedupe), expires after event_dedupe_ttl_s
+    P:applied               zset    event ids applied (dedupe), score the store's time then; those
+                                    older than event_dedupe_ttl_s are ignored and removed
     P:audit                 stream  the all-alerts audit: openings, operator actions, escalations
                                     (`AlertChange.in_all_alerts_audit`), in commit order (trimmed
                                     only by `purge`)
@@ -468,7 +469,7 @@ class _EventsTransaction:
         self._attempts = attempts
         self._alert_ids = list(dict.fromkeys(e.episode_key for e in events))
         self._alert_keys = [k.alert(a) for a in self._alert_ids]
-        self._marks: wire.Command = ("MGET", *(k.event(e.id) for e in events))
+        self._marks: wire.Command = ("ZMSCORE", k.applied, *(e.id for e in events))
         self._conn: Connection | None = None
         self._plan = BatchPlan()
         self._in_flight = 0  # the writes of the transaction sent and not yet answered
@@ -507,10 +508,9 @@ class _EventsTransaction:
 
     def _send(self, conn: Connection) -> None:
         # Only the alerts are watched: an event that changes an alert is caught by its alert's
-        # key, and one that changes nothing writes only its own dedupe mark (SET NX, the same
-        # whoever wins). Watching the marks as well would cost Redis dearly: WATCH checks each
-        # key against the keys already watched, quadratic in their number (~19 ms for a batch
-        # of 1000 events on Redis 7.0).
+        # key, and one that changes nothing writes only its own dedupe mark (ZADD NX, the same
+        # whoever wins). Watching the marks' set as well would make any two workers' batches
+        # conflict, since every batch adds to it.
         store, events = self._store, self._events
         # A cached alert is read by its version fields, any other by its whole record.
         cached = [store._cache.get(a) for a in self._alert_ids]
@@ -519,14 +519,18 @@ class _EventsTransaction:
             for key, hit in zip(self._alert_keys, cached, strict=True)
         ]
         marks, *rows = wire.watch_and_read(conn, self._alert_keys, [self._marks, *reads])
-        applied = {e.id for e, mark in zip(events, marks, strict=True) if mark is not None}
+        # A mark older than the TTL counts as gone, removed or not (the writes remove it).
+        horizon = self._now - store._dedupe_ttl_s
+        applied = {
+            e.id for e, mark in zip(events, marks, strict=True) if mark is not None and float(mark) > horizon
+        }
         stored = self._stored(conn, cached, rows)
         self._plan = plan = plan_batch(events, applied, stored, self._decide, self._now)
         if not plan.applied:
             wire.unwatch(conn)
             self._in_flight = 0
             return
-        writes = batch_commands(store.keys, plan, store._dedupe_ttl_s, store._maxlen)
+        writes = batch_commands(store.keys, plan, self._now, store._dedupe_ttl_s, store._maxlen)
         wire.send_transaction(conn, writes)
         self._in_flight = len(writes)
 

@@ -36,8 +36,9 @@ class RedisKeys:
     def escalations(self) -> str:
         return f"{self.prefix}:escalations"
 
-    def event(self, event_id: str) -> str:
-        return f"{self.prefix}:event:{event_id}"
+    @property
+    def applied(self) -> str:
+        return f"{self.prefix}:applied"
 
     @property
     def audit(self) -> str:

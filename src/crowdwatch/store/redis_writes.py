@@ -30,23 +30,42 @@ def change_commands(keys: RedisKeys, before: Alert | None, change: AlertChange, 
     ]
 
 
-def batch_commands(keys: RedisKeys, plan: BatchPlan, dedupe_ttl_s: int, maxlen: int) -> list[Command]:
-    """What a planned batch writes: its dedupe marks, every change's appends, and each alert
-    once, in its last state."""
-    # Marked applied in the transaction that writes the changes, so a failed attempt can be
-    # retried; a stale event is marked too (as in memory).
-    out: list[Command] = [("SET", keys.event(i), "1", "EX", str(dedupe_ttl_s), "NX") for i in plan.applied]
+def batch_commands(
+    keys: RedisKeys, plan: BatchPlan, now: float, dedupe_ttl_s: int, maxlen: int
+) -> list[Command]:
+    """What a planned batch at `now` writes: its dedupe marks (and the expiry of those older
+    than `dedupe_ttl_s`), every change's audit entries and the notifications of those
+    announced, and each alert once, in its last state."""
+    out: list[Command] = []
+    if plan.applied:
+        # Marked applied in the transaction that writes the changes, so a failed attempt can be
+        # retried; a stale event is marked too (as in memory). One sorted set scored by the
+        # time applied: a batch's marks are two commands, not one key each.
+        out.append(applied_expiry(keys, now, dedupe_ttl_s))
+        stamp = repr(now)
+        out.append(("ZADD", keys.applied, "NX", *chain.from_iterable((stamp, i) for i in plan.applied)))
     first: dict[str, Alert | None] = {}
-    last: dict[str, tuple[Alert, dict[str, str]]] = {}
+    last: dict[str, tuple[Alert, dict[str, str] | None]] = {}
     for write in plan.writes:
         alert = write.change.alert
-        fields = alert_to_fields(alert)
-        out.extend(append_commands(keys, write.before, write.change, fields, maxlen))
         first.setdefault(alert.id, write.before)
-        last[alert.id] = (alert, fields)
-    for alert_id, (alert, fields) in last.items():
+        if write.announce:
+            fields = alert_to_fields(alert)
+            out.extend(append_commands(keys, write.before, write.change, fields, maxlen))
+            last[alert.id] = (alert, fields)
+        else:  # superseded: the record is not needed (the alert is written in a later state)
+            out.extend(audit_commands(keys, write.change))
+            last[alert.id] = (alert, None)
+    for alert_id, (alert, record) in last.items():
+        fields = alert_to_fields(alert) if record is None else record
         out.extend(alert_commands(keys, first[alert_id], alert, fields))
     return out
+
+
+def applied_expiry(keys: RedisKeys, now: float, dedupe_ttl_s: int) -> Command:
+    """Forget the event ids applied `dedupe_ttl_s` or longer before `now` (as the memory
+    store's `AppliedIds` does)."""
+    return ("ZREMRANGEBYSCORE", keys.applied, "-inf", repr(now - dedupe_ttl_s))
 
 
 def alert_commands(
@@ -98,13 +117,7 @@ def append_commands(
     of each center it concerns (before and after an escalation)."""
     k, alert = keys, change.alert
     audit = [audit_to_fields(entry) for entry in change.audit]
-    out: list[Command] = []
-    everyone = change.in_all_alerts_audit
-    for record in audit:
-        entry = _flat(record)
-        if everyone:
-            out.append(("XADD", k.audit, "*", *entry))
-        out.append(("XADD", k.alert_audit(alert.id), "*", *entry))
+    out = _audit_entries(keys, change, audit)
     update = _flat(change_to_fields(change, fields, audit))
     trim = ("MAXLEN", "~", str(maxlen), "*")
     centers: tuple[str, ...] = (alert.center_id,)
@@ -113,6 +126,22 @@ def append_commands(
     for center in centers:
         out.append(("XADD", k.center_stream(center), *trim, *update))
     out.append(("XADD", k.changes, *trim, *update))
+    return out
+
+
+def audit_commands(keys: RedisKeys, change: AlertChange) -> list[Command]:
+    """The audit entries of `change` alone (a change not announced)."""
+    return _audit_entries(keys, change, [audit_to_fields(entry) for entry in change.audit])
+
+
+def _audit_entries(keys: RedisKeys, change: AlertChange, audit: list[dict[str, str]]) -> list[Command]:
+    out: list[Command] = []
+    everyone, alert_audit = change.in_all_alerts_audit, keys.alert_audit(change.alert.id)
+    for record in audit:
+        entry = _flat(record)
+        if everyone:
+            out.append(("XADD", keys.audit, "*", *entry))
+        out.append(("XADD", alert_audit, "*", *entry))
     return out
 
 
