@@ -153,3 +153,18 @@ def test_parse_time_offsets(text: str, seconds: float) -> None:
 def test_parse_time_rejects(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         codec.parse_time(text)
+
+
+def test_parse_time_reuses_a_second_but_not_its_fraction_or_offset() -> None:
+    """The calendar arithmetic is cached per second and offset: what differs must not leak."""
+    base = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC).timestamp()
+    assert codec.parse_time("2023-11-14T22:13:20.25Z") == base + 0.25
+    assert codec.parse_time("2023-11-14T22:13:20.75Z") == base + 0.75
+    assert codec.parse_time("2023-11-14T22:13:20z") == base
+    assert codec.parse_time("2023-11-14T22:13:20+01:00") == base - 3600
+    assert codec.parse_time("2023-11-14T22:13:20-01:00") == base + 3600
+    for _ in range(2):  # a refusal is the same the second time, and names the whole text
+        with pytest.raises(ValueError, match=r"'2023-02-30T00:00:00\.5Z' is not a valid date"):
+            codec.parse_time("2023-02-30T00:00:00.5Z")
+        with pytest.raises(ValueError, match="outside the years 1..9999 in UTC"):
+            codec.parse_time("0001-01-01T00:00:00+01:00")

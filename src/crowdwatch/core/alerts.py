@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final, Literal
 
+from crowdwatch.core.fast_init import fast_init
 from crowdwatch.core.routing import RouteDecision
 from crowdwatch.core.types import Alert, AlertState, AuditEntry, CrowdEvent, EventType
 
@@ -54,6 +55,7 @@ ACTION_TARGET: Final[Mapping[Action, AlertState]] = {
 }
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AlertChange:
     """What one operation did: the alert after it and the audit entries it wrote."""

@@ -13,6 +13,7 @@ float (`repr`), so `decode(encode(e)) == e` exactly, down to the last bit of `ts
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -50,9 +51,7 @@ _EPOCH_ORDINAL: Final = _EPOCH.toordinal()
 # The first and last whole seconds (epoch) of the years 1..9999, UTC.
 _FIRST_SECOND: Final = (datetime(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * 86400
 _LAST_SECOND: Final = (datetime(9999, 12, 31).toordinal() - _EPOCH_ORDINAL) * 86400 + 86399
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 class DecodeError(ValueError):
@@ -98,24 +97,41 @@ def parse_time(text: str) -> float:
     m = _RFC3339.match(text)
     if m is None:
         raise ValueError(f"{text!r} is not an RFC3339 timestamp")
-    year, month, day, hour, minute, second, fraction, offset = m.groups()
-    try:
-        stamp = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not a valid date: {exc}") from None
-    days = stamp.toordinal() - _EPOCH_ORDINAL
-    whole = days * 86400 + stamp.hour * 3600 + stamp.minute * 60 + stamp.second
-    if offset not in ("Z", "z"):
-        sign = 1 if offset[0] == "+" else -1
-        whole -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
-        if not _FIRST_SECOND <= whole <= _LAST_SECOND:  # every time read must be writable again
-            raise ValueError(f"{text!r} is outside the years 1..9999 in UTC")
+    stamp, fraction, offset = m.groups()
+    whole = _whole_seconds(stamp, offset)
+    if isinstance(whole, str):
+        raise ValueError(f"{text!r} {whole}")
     if not fraction:
         return float(whole)
     # An exact ratio of integers, rounded once to the nearest float (int / int is correctly
     # rounded): the same float that the written decimal names, however many digits it has.
     scale: int = 10 ** len(fraction)
     return (whole * scale + int(fraction)) / scale
+
+
+# Events of the same second share it (thousands a second on a busy consumer): the calendar
+# arithmetic, most of parse_time's cost, is done once per second and offset.
+@functools.lru_cache(maxsize=1024)
+def _whole_seconds(stamp: str, offset: str) -> int | str:
+    """Epoch seconds of `stamp` (YYYY-MM-DDTHH:MM:SS) at `offset`, or why it is not a time."""
+    try:
+        d = datetime(
+            int(stamp[0:4]),
+            int(stamp[5:7]),
+            int(stamp[8:10]),
+            int(stamp[11:13]),
+            int(stamp[14:16]),
+            int(stamp[17:19]),
+        )
+    except ValueError as exc:
+        return f"is not a valid date: {exc}"
+    whole = (d.toordinal() - _EPOCH_ORDINAL) * 86400 + d.hour * 3600 + d.minute * 60 + d.second
+    if offset not in ("Z", "z"):
+        sign = 1 if offset[0] == "+" else -1
+        whole -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
+        if not _FIRST_SECOND <= whole <= _LAST_SECOND:  # every time read must be writable again
+            return "is outside the years 1..9999 in UTC"
+    return whole
 
 
 # --- encode ---------------------------------------------------------------------------------

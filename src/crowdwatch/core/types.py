@@ -9,11 +9,14 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from crowdwatch.core.fast_init import fast_init
+
 SCHEMA_VERSION = "1.0"
 
 CountMethod = Literal["detector", "tiled", "density"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GeoPoint:
     """A WGS84 location. Latitude first, as people say it; GeoJSON order is (lon, lat)."""
@@ -133,6 +136,7 @@ GATHERING_TYPES = frozenset(
 CAMERA_TYPES = frozenset({EventType.CAMERA_OFFLINE, EventType.CAMERA_ONLINE, EventType.CAMERA_DEGRADED})
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CrowdEvent:
     """A change in a zone's gathering episode (DESIGN 3). `seq` numbers the events of one
@@ -175,6 +179,7 @@ class CrowdEvent:
         return self._id
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CameraStatusEvent:
     """A camera went offline, came back, or is degraded (decode errors, low fps)."""
@@ -203,6 +208,7 @@ class AlertState(StrEnum):
     ESCALATED = "escalated"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One alert per crowd episode, routed to a center, updated by later events and by
@@ -237,6 +243,7 @@ class Alert:
         return self.state is not AlertState.RESOLVED
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     """An operator action or a system transition, written for every change of an alert."""
