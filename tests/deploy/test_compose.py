@@ -115,7 +115,13 @@ def dashboards() -> list[Path]:
 
 # --- metric names defined in src/ -------------------------------------------------------------
 
-METRIC_CLASSES = {"Counter": "counter", "Gauge": "gauge", "Histogram": "histogram", "Summary": "summary"}
+METRIC_CLASSES = {
+    "Counter": "counter",
+    "Gauge": "gauge",
+    "Histogram": "histogram",
+    "BatchHistogram": "histogram",  # crowdwatch.alerting.batch_histogram
+    "Summary": "summary",
+}
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "gauge": ("",),

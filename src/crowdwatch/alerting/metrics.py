@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
+
+from crowdwatch.alerting.batch_histogram import BatchHistogram
 
 # Event time -> stored: from sub-second (embedded) to minutes (a backlog after an outage).
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
@@ -19,7 +21,7 @@ class AlertingMetrics:
     alerts_purged: Counter
     dlq_messages: Counter  # label reason: decode | schema
     processing_errors: Counter
-    processing_latency: Histogram
+    processing_latency: BatchHistogram  # observed once per batch
 
     @classmethod
     def create(cls, registry: CollectorRegistry, namespace: str = "crowdwatch") -> AlertingMetrics:
@@ -39,7 +41,7 @@ class AlertingMetrics:
             processing_errors=counter(
                 "processing_errors", "Messages left uncommitted because processing failed (redelivered)."
             ),
-            processing_latency=Histogram(
+            processing_latency=BatchHistogram(
                 "processing_latency_seconds",
                 "From the event's time to its result in the alert store.",
                 namespace=namespace,

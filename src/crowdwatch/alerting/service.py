@@ -198,16 +198,18 @@ class AlertingService:
         """Metrics for a batch, one update per label rather than one per event."""
         if self._metrics is None:
             return
-        types = Counter(d.type.value for d in finished if not isinstance(d, _Rejected))
+        types = Counter(d.type for d in finished if not isinstance(d, _Rejected))
         for event_type, n in types.items():
-            self._metrics.events_consumed.labels(type=event_type).inc(n)
+            self._metrics.events_consumed.labels(type=event_type.value).inc(n)
         created = sum(1 for c in changes if c is not None and c.kind == "created")
         if created:
             self._metrics.alerts_created.inc(created)
         now = self._clock()
-        for event, change in zip(crowd, changes, strict=False):
-            if change is not None:
-                self._metrics.processing_latency.observe(max(0.0, now - event.ts))
+        self._metrics.processing_latency.observe_many(
+            max(0.0, now - event.ts)
+            for event, change in zip(crowd, changes, strict=False)
+            if change is not None
+        )
 
     def _dead_letter(self, message: Message, exc: Exception, reason: str) -> None:
         log.warning("dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)

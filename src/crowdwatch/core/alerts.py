@@ -73,6 +73,11 @@ class AlertChange:
         return self.kind != "updated"
 
 
+# The audit action of an event: its CloudEvents type (an enum's `.value` is a slow lookup, and
+# this runs for every event).
+_EVENT_ACTIONS: Final[Mapping[EventType, str]] = {t: t.value for t in EventType}
+
+
 class InvalidTransition(Exception):  # noqa: N818 - the name the lifecycle spec uses
     def __init__(self, alert_id: str, from_state: AlertState, to_state: AlertState) -> None:
         self.alert_id = alert_id
@@ -128,7 +133,7 @@ def open_alert(event: CrowdEvent, decision: RouteDecision, now: float) -> AlertC
     note = f"routed to {decision.center_id} ({decision.reason})"
     if event.type is not EventType.GATHERING_STARTED:
         note += f"; opened from {event.type.value} seq {event.seq}: the started event was not seen"
-    entry = _entry(alert, SYSTEM_ACTOR, "created", now, None, note, event_id=event.id)
+    entry = _entry(alert, SYSTEM_ACTOR, "created", now, None, note, (("event_id", event.id),))
     return AlertChange(alert, (entry,), "created")
 
 
@@ -170,9 +175,8 @@ def apply_event(alert: Alert, event: CrowdEvent, now: float) -> AlertChange | No
         changes.append(f"severity {alert.severity.label} -> {new.severity.label}")
     if ended and not alert.gathering_ended:
         changes.append("gathering ended")
-    entry = _entry(
-        new, SYSTEM_ACTOR, event.type.value, now, alert.state, "; ".join(changes), event_id=event.id
-    )
+    action = _EVENT_ACTIONS[event.type]
+    entry = _entry(new, SYSTEM_ACTOR, action, now, alert.state, "; ".join(changes), (("event_id", event.id),))
     return AlertChange(new, (entry,), "updated")
 
 
@@ -194,11 +198,11 @@ def act(
     for name, text in (("actor", actor), ("unit", unit or ""), ("note", note)):
         if not _is_unicode(text):
             raise ValueError(f"alert {alert.id}: the {name} is not valid Unicode text (a lone surrogate)")
-    extra: dict[str, str] = {}
+    extra: tuple[tuple[str, str], ...] = ()
     if target is AlertState.DISPATCHED:
         if not unit:
             raise ValueError(f"alert {alert.id}: dispatch needs a unit")
-        extra["unit"] = unit
+        extra = (("unit", unit),)
     # Any operator action means a human has the alert: its escalation deadline is cleared.
     new = replace(
         alert,
@@ -207,7 +211,7 @@ def act(
         escalate_at=None,
         assigned_unit=unit if target is AlertState.DISPATCHED else alert.assigned_unit,
     )
-    entry = _entry(new, actor, Action(action).value, now, alert.state, note, **extra)
+    entry = _entry(new, actor, Action(action).value, now, alert.state, note, extra)
     return AlertChange(new, (entry,), "transitioned")
 
 
@@ -257,9 +261,8 @@ def escalate(alert: Alert, parent_center_id: str | None, now: float, sla_s: floa
         )
         note = f"not acknowledged in time at {alert.center_id}; passed to {parent_center_id}"
         action = "escalated"
-    entry = _entry(
-        new, SYSTEM_ACTOR, action, now, alert.state, note, from_center=alert.center_id, level=str(level)
-    )
+    extra = (("from_center", alert.center_id), ("level", str(level)))
+    entry = _entry(new, SYSTEM_ACTOR, action, now, alert.state, note, extra)
     return AlertChange(new, (entry,), "escalated")
 
 
@@ -270,8 +273,9 @@ def _entry(
     now: float,
     from_state: AlertState | None,
     note: str,
-    **extra: str,
+    extra: tuple[tuple[str, str], ...],
 ) -> AuditEntry:
+    """`extra`: key-value pairs sorted by key (the order they are stored and compared in)."""
     return AuditEntry(
         alert_id=alert.id,
         actor=actor,
@@ -281,5 +285,5 @@ def _entry(
         to_state=alert.state,
         note=note,
         center_id=alert.center_id,
-        extra=tuple(sorted(extra.items())),
+        extra=extra,
     )
