@@ -395,8 +395,10 @@ def test_purge_is_not_upset_by_changes_to_other_resolved_alerts(
     seq = iter(range(1, 1000))
     real = wire.watch_and_read
 
-    def meanwhile(conn: Connection, watch: Sequence[str], reads: Sequence[wire.Command]) -> list[object]:
-        replies = real(conn, watch, reads)
+    def meanwhile(
+        conn: Connection, watch: Sequence[str], reads: Sequence[wire.Command], **options: bool
+    ) -> list[object]:
+        replies = real(conn, watch, reads, **options)
         if reads and reads[0][:2] == ("ZMSCORE", purger.keys.resolved):  # the purge's read
             n = next(seq)
             event = crowd_event(EventType.GATHERING_UPDATED, seq=n, camera_id="cam-busy")
@@ -420,3 +422,62 @@ def test_close_first_hands_on_the_changes_committed_before(workers: Workers) -> 
     store.close()
     assert len(made) == 500
     assert len(heard) == 500
+
+
+# --- unreadable records ---------------------------------------------------------------------
+
+UPDATED = EventType.GATHERING_UPDATED
+
+
+def _spoil_as_hash(client: redis.Redis, key: str) -> None:
+    client.delete(key)
+    client.hset(key, mapping={"format": "9", "id": ALERT_ID, "count": "many"})
+
+
+def _spoil_as_string(client: redis.Redis, key: str) -> None:
+    client.delete(key)
+    client.set(key, "not an alert")
+
+
+def _spoil_a_version_field(client: redis.Redis, key: str) -> None:
+    client.hset(key, "last_event_seq", "three")  # the cached copy no longer matches
+
+
+@pytest.mark.parametrize("spoil", [_spoil_as_hash, _spoil_as_string, _spoil_a_version_field])
+def test_an_unreadable_record_is_moved_aside_and_the_batch_goes_on(
+    workers: Workers, client: redis.Redis, caplog: pytest.LogCaptureFixture, spoil: Callable[..., None]
+) -> None:
+    """A record the store cannot read (written by something else, or damaged) once failed
+    every batch that touched it, on every redelivery: the consumer stopped for good."""
+    store = workers()
+    store.apply_event(crowd_event(), route(), T0)  # cached by this store
+    spoil(client, store.keys.alert(ALERT_ID))
+    before = client.dump(store.keys.alert(ALERT_ID))
+    other = crowd_event(zone_id="exit")
+    with caplog.at_level("ERROR", logger="crowdwatch.store.redis"):
+        results = store.apply_events([crowd_event(UPDATED, seq=3), other], route(), T0 + 1)
+    assert [r.kind if r else None for r in results] == ["created", "created"]
+    reopened = results[0]
+    assert reopened is not None
+    assert reopened.alert.last_event_seq == 3
+    assert "the started event was not seen" in reopened.audit[0].note
+    assert store.get(ALERT_ID) == reopened.alert
+    assert store.get(other.episode_key) is not None
+    # Nothing lost: the old record is kept whole under a quarantine key, and said where.
+    (aside,) = client.keys(f"{store.keys.prefix}:quarantine:{ALERT_ID}:*")
+    assert client.dump(aside) == before
+    assert f"the record of alert {ALERT_ID} cannot be read" in caplog.text
+    assert str(aside) in caplog.text
+    # Another worker, which never cached it, reads the new record.
+    assert workers().get(ALERT_ID) == reopened.alert
+
+
+def test_an_unreadable_record_no_event_changes_stays_where_it_is(
+    workers: Workers, client: redis.Redis
+) -> None:
+    store = workers()
+    store.apply_event(crowd_event(), route(), T0)
+    _spoil_as_hash(client, store.keys.alert(ALERT_ID))
+    assert store.apply_events([crowd_event()], route(), T0 + 1) == [None]  # a redelivery: applied before
+    assert client.hget(store.keys.alert(ALERT_ID), "format") == "9"
+    assert client.keys(f"{store.keys.prefix}:quarantine:*") == []

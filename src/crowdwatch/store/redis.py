@@ -31,6 +31,9 @@ Keys, under a configurable prefix `P` (default `cw`):
     P:audit:{alert id}      stream  every audit entry of one alert (removed with the alert)
     P:changes               stream  every alert change and camera status (MAXLEN ~)
     P:stream:center:{c}     stream  alert changes of center c (before and after an escalation)
+    P:quarantine:{id}:{tag} any     an alert record that could not be read, moved aside when an
+                                    event came for it (the alert then starts again); kept for a
+                                    person to look at
     P:cameras               hash    camera id -> latest status (CloudEvents JSON)
     P:camera-ts             hash    camera id -> time of that status (for the comparison)
 
@@ -51,7 +54,7 @@ from typing import Any, Final, Self, TypeVar
 import redis
 from redis.client import Pipeline
 from redis.connection import Connection
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from crowdwatch.config.backends import RedisStoreConfig
 from crowdwatch.core import alerts as lifecycle
@@ -515,58 +518,98 @@ class _EventsTransaction:
         # A cached alert is read by its version fields, any other by its whole record.
         cached = [store._cache.get(a) for a in self._alert_ids]
         reads: list[wire.Command] = [
-            ("HMGET", key, *VERSION_FIELDS) if hit else ("HGETALL", key)
+            ("HMGET", key, *VERSION_FIELDS, "format") if hit else ("HGETALL", key)
             for key, hit in zip(self._alert_keys, cached, strict=True)
         ]
-        marks, *rows = wire.watch_and_read(conn, self._alert_keys, [self._marks, *reads])
+        marks, *rows = wire.watch_and_read(conn, self._alert_keys, [self._marks, *reads], keep_errors=True)
+        if isinstance(marks, ResponseError):
+            raise marks  # the marks' set itself is unusable: nothing can be decided
         # A mark older than the TTL counts as gone, removed or not (the writes remove it).
         horizon = self._now - store._dedupe_ttl_s
         applied = {
             e.id for e, mark in zip(events, marks, strict=True) if mark is not None and float(mark) > horizon
         }
-        stored = self._stored(conn, cached, rows)
+        unreadable: dict[str, str] = {}  # alert id -> what is wrong with its record
+        stored = self._stored(conn, cached, rows, unreadable)
         self._plan = plan = plan_batch(events, applied, stored, self._decide, self._now)
         if not plan.applied:
             wire.unwatch(conn)
             self._in_flight = 0
             return
         writes = batch_commands(store.keys, plan, self._now, store._dedupe_ttl_s, store._maxlen)
+        if unreadable:
+            writes = [*self._quarantine(unreadable), *writes]
         wire.send_transaction(conn, writes)
         self._in_flight = len(writes)
 
     def _stored(
-        self, conn: Connection, cached: list[tuple[Version, Alert] | None], rows: list[Any]
+        self,
+        conn: Connection,
+        cached: list[tuple[Version, Alert] | None],
+        rows: list[Any],
+        unreadable: dict[str, str],
     ) -> dict[str, Alert | None]:
         """The batch's alerts as stored, from the replies to the reads: a cached alert whose
         version still matches is taken from the cache, one that changed is read whole (still
-        under WATCH), and what is read whole is cached."""
+        under WATCH), and what is read whole is cached. A record that cannot be read is added
+        to `unreadable` and counts as none."""
         cache = self._store._cache
         stored: dict[str, Alert | None] = {}
         changed: list[str] = []
         for alert_id, hit, row in zip(self._alert_ids, cached, rows, strict=True):
-            if hit is None:
-                stored[alert_id] = alert = _alert_or_none(_hash_reply(row))
-                if alert is not None:
-                    cache.put(alert)
+            if hit is None or isinstance(row, ResponseError):
+                stored[alert_id] = self._record(alert_id, row, unreadable)
                 continue
-            version = tuple(None if v is None else _text(v) for v in row)
+            *values, record_format = row  # the format: a record's only field no change moves
+            version = tuple(None if v is None else _text(v) for v in values)
             if version == hit[0]:
                 stored[alert_id] = hit[1]
-            elif all(v is None for v in version):
+            elif record_format is None and all(v is None for v in version):
                 stored[alert_id] = None  # removed meanwhile (retention)
                 cache.forget(alert_id)
-            else:
+            else:  # changed, or damaged: read whole
                 changed.append(alert_id)
         if changed:
             k = self._store.keys
-            rows = wire.query(conn, [("HGETALL", k.alert(a)) for a in changed])
+            rows = wire.query(conn, [("HGETALL", k.alert(a)) for a in changed], keep_errors=True)
             for alert_id, row in zip(changed, rows, strict=True):
-                stored[alert_id] = alert = _alert_or_none(_hash_reply(row))
-                if alert is None:
-                    cache.forget(alert_id)
-                else:
-                    cache.put(alert)
+                stored[alert_id] = self._record(alert_id, row, unreadable)
         return stored
+
+    def _record(self, alert_id: str, row: Any, unreadable: dict[str, str]) -> Alert | None:
+        """The alert in an HGETALL reply (cached), or None: absent, or unreadable (a record
+        written by something else, or a key of another type), which goes to `unreadable`."""
+        cache = self._store._cache
+        try:
+            if isinstance(row, ResponseError):
+                raise RecordError(str(row))
+            alert = _alert_or_none(_hash_reply(row))
+        except (RecordError, ValueError) as exc:
+            # Failing the batch would fail it again on every redelivery: the consumer would
+            # stop for good. The record is moved aside in the batch's transaction instead.
+            unreadable[alert_id] = str(exc)
+            alert = None
+        if alert is None:
+            cache.forget(alert_id)
+        else:
+            cache.put(alert)
+        return alert
+
+    def _quarantine(self, unreadable: dict[str, str]) -> list[wire.Command]:
+        """Move unreadable records aside (the keys are watched: nobody wrote them since)."""
+        k = self._store.keys
+        out: list[wire.Command] = []
+        for alert_id, problem in unreadable.items():
+            aside = k.quarantine(alert_id, f"{round(self._now * 1000)}-{uuid.uuid4().hex[:8]}")
+            log.error(
+                "alert store: the record of alert %s cannot be read (%s); it is kept as %s and the "
+                "alert starts again from this batch's events",
+                alert_id,
+                problem,
+                aside,
+            )
+            out.append(("RENAME", k.alert(alert_id), aside))
+        return out
 
     def _release(self, *, broken: bool) -> None:
         conn, self._conn = self._conn, None

@@ -40,6 +40,9 @@ class RedisKeys:
     def applied(self) -> str:
         return f"{self.prefix}:applied"
 
+    def quarantine(self, alert_id: str, tag: str) -> str:
+        return f"{self.prefix}:quarantine:{alert_id}:{tag}"
+
     @property
     def audit(self) -> str:
         return f"{self.prefix}:audit"

@@ -62,17 +62,20 @@ def checkin(client: redis.Redis, conn: Connection, *, broken: bool) -> None:
     client.connection_pool.release(conn)
 
 
-def watch_and_read(conn: Connection, watch: Sequence[str], reads: Sequence[Command]) -> list[Any]:
+def watch_and_read(
+    conn: Connection, watch: Sequence[str], reads: Sequence[Command], *, keep_errors: bool = False
+) -> list[Any]:
     """WATCH `watch`, then run `reads`: one round trip; their replies, as the connection
-    decodes them (RESP2 hashes come as flat lists)."""
+    decodes them (RESP2 hashes come as flat lists). An error reply is raised, or with
+    `keep_errors` returned in its place (as a ResponseError)."""
     _send(conn, [("WATCH", *watch), *reads], check_health=True)
-    return _read(conn, len(reads) + 1)[1:]  # WATCH's OK first
+    return _read(conn, len(reads) + 1, keep_errors=keep_errors)[1:]  # WATCH's OK first
 
 
-def query(conn: Connection, commands: Sequence[Command]) -> list[Any]:
-    """Run `commands` in one round trip; their replies."""
+def query(conn: Connection, commands: Sequence[Command], *, keep_errors: bool = False) -> list[Any]:
+    """Run `commands` in one round trip; their replies (errors as in `watch_and_read`)."""
     _send(conn, commands)
-    return _read(conn, len(commands))
+    return _read(conn, len(commands), keep_errors=keep_errors)
 
 
 def unwatch(conn: Connection) -> None:
@@ -114,13 +117,14 @@ def read_transaction(conn: Connection, n_writes: int) -> bool:
     return True
 
 
-def _read(conn: Connection, n: int) -> list[Any]:
-    """The next `n` replies; the first error reply is raised once all of them are read, so the
-    connection is left clean."""
+def _read(conn: Connection, n: int, *, keep_errors: bool = False) -> list[Any]:
+    """The next `n` replies; unless `keep_errors`, the first error reply is raised once all of
+    them are read, so the connection is left clean."""
     replies = list(_replies(conn, n))
-    for reply in replies:
-        if isinstance(reply, ResponseError):
-            raise reply
+    if not keep_errors:
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
     return replies
 
 
