@@ -382,6 +382,10 @@ def test_escalation_error_is_reported_and_others_continue(rig: Rig) -> None:
     )
     assert rig.service.tick(T0 + 500) == []
     assert [(type(e).__name__, m) for e, m in rig.errors] == [("KeyError", None), ("KeyError", None)]
+    assert "cannot be escalated: unknown center 'c1'" in str(rig.errors[0][0])
+    # Said once per alert, not on every tick (the role ticks several times a second).
+    assert rig.service.tick(T0 + 501) == []
+    assert len(rig.errors) == 2
 
 
 def test_camera_status_is_kept_and_does_not_resolve_alerts(rig: Rig) -> None:

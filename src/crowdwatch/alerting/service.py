@@ -69,6 +69,9 @@ class AlertingService:
         self._batch_size = batch_size
         self._purge_every_s = purge_every_s
         self._next_purge: float | None = None  # the first tick purges
+        # Overdue alerts this process could not escalate (their center is gone from the config):
+        # reported once each, not on every tick.
+        self._stuck: set[str] = set()
         self._consumer: Consumer | None = None
         self._prefetched: _Batch | None = None  # fetched while the store worked on the last batch
 
@@ -153,11 +156,22 @@ class AlertingService:
         changes: list[AlertChange] = []
         directory = self._router.directory
         for alert in self._store.due_escalations(now):
+            if alert.id in self._stuck:
+                continue
             try:
                 parent = directory.parent_of(alert.center_id)
                 sla_s = None if parent is None else directory.get(parent).ack_sla_s
+            except KeyError as exc:  # a center removed from the config: nowhere to pass it
+                self._stuck.add(alert.id)
+                problem = (
+                    f"alert {alert.id} is overdue but cannot be escalated: {exc.args[0]} (not said "
+                    "again; configure the center and restart the alerting role)"
+                )
+                self._report(KeyError(problem), None)
+                continue
+            try:
                 change = self._store.escalate(alert.id, parent, now, sla_s)
-            except Exception as exc:  # e.g. a center removed from the config; keep the others going
+            except Exception as exc:  # the store's failure: tried again next tick; keep the others going
                 self._report(exc, None)
                 continue
             if change is not None:
