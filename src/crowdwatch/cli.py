@@ -212,6 +212,13 @@ def _preflight(config: object, args: argparse.Namespace) -> str | None:
     if getattr(args, "assign", None) == "kafka" and not isinstance(config.bus, KafkaBusConfig):
         bus = config.bus.type
         return f"--assign kafka needs `bus: {{type: kafka, ...}}` in {args.config}, not `type: {bus}`"
+    if args.command in ("worker", "alerting") and not isinstance(config.bus, KafkaBusConfig):
+        # A memory bus lives inside one process: the role would run and nobody would hear it.
+        return (
+            f"`crowdwatch {args.command}` is one role of the distributed mode and needs "
+            f"`bus: {{type: kafka, ...}}` in {args.config}, not `type: {config.bus.type}` (a memory "
+            "bus lives inside one process); `crowdwatch run` runs both roles in one process"
+        )
     events_out: Path | None = getattr(args, "events_out", None)
     if events_out is not None:
         if events_out.is_dir():

@@ -142,6 +142,8 @@ def test_config_error_stops_start_up_naming_the_field(tmp_path: Path) -> None:
         ),
         ("events-out-is-a-folder", ["run", "--no-ui", "--events-out", "{tmp}"], "is a directory"),
         ("assign-without-kafka", ["worker", "--assign", "kafka"], "--assign kafka needs `bus: {type: kafka"),
+        ("worker-on-memory-bus", ["worker"], "`crowdwatch worker` is one role of the distributed mode"),
+        ("alerting-on-memory-bus", ["alerting"], "`crowdwatch alerting` is one role of the distributed mode"),
     ],
 )
 def test_start_up_problems_are_one_clear_line(
