@@ -168,3 +168,24 @@ def test_parse_time_reuses_a_second_but_not_its_fraction_or_offset() -> None:
             codec.parse_time("2023-02-30T00:00:00.5Z")
         with pytest.raises(ValueError, match=r"outside the years 1\.\.9999 in UTC"):
             codec.parse_time("0001-01-01T00:00:00+01:00")
+
+
+def test_a_time_that_rounds_into_the_year_10000_is_refused() -> None:
+    """Read, it could not be written again (a camera status is re-encoded by the Redis store:
+    its message would fail on every redelivery)."""
+    with pytest.raises(ValueError, match=r"outside the years 1\.\.9999 in UTC"):
+        codec.parse_time("9999-12-31T23:59:59.99999Z")
+    last = codec.parse_time("9999-12-31T23:59:59.999Z")
+    assert codec.parse_time(codec.format_time(last)) == last
+
+
+@pytest.mark.parametrize(
+    ("fraction", "expected"),
+    [
+        ("5" * 5000, 1704067200 + 5 / 9),  # past int()'s 4300 digits
+        ("0" * 1200 + "1", 1704067200.0),
+        ("25" + "0" * 3000, 1704067200.25),
+    ],
+)
+def test_any_number_of_fraction_digits_is_read(fraction: str, expected: float) -> None:
+    assert codec.parse_time(f"2024-01-01T00:00:00.{fraction}Z") == expected

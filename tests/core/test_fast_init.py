@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import pytest
@@ -95,6 +95,25 @@ def test_instances_stay_frozen() -> None:
         FAST("a", 1.0).size = 2.0
 
 
+def test_inspect_shows_the_dataclass_signature() -> None:
+    assert str(inspect.signature(FAST)) == str(inspect.signature(PLAIN))
+    assert "tags: 'tuple[str, ...]' = <factory>" in str(inspect.signature(FAST))
+
+
+def test_fields_of_a_dataclass_base_are_set_too() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Base:
+        x: int
+
+    @fast_init
+    @dataclass(frozen=True, slots=True)
+    class Sub(Base):
+        y: int = 0
+
+    assert (Sub(1, 2).x, Sub(1, 2).y) == (1, 2)
+    assert Sub(1, 2) == Sub(x=1, y=2)
+
+
 def test_only_frozen_slotted_dataclasses_are_taken() -> None:
     @dataclass(frozen=True)
     class NoSlots:
@@ -108,7 +127,12 @@ def test_only_frozen_slotted_dataclasses_are_taken() -> None:
     class KeywordOnly:
         x: int
 
-    for cls in (NoSlots, NotFrozen, KeywordOnly, int):
+    @dataclass(frozen=True, slots=True)
+    class WithInitVar:
+        x: int
+        scale: InitVar[int] = 1
+
+    for cls in (NoSlots, NotFrozen, KeywordOnly, WithInitVar, int):
         with pytest.raises(TypeError, match="fast_init"):
             fast_init(cls)
 

@@ -9,7 +9,7 @@ import pytest
 
 from crowdwatch.core.alerts import AlertChange
 from crowdwatch.core.routing import RouteDecision
-from crowdwatch.core.types import CrowdEvent, EventType
+from crowdwatch.core.types import CrowdEvent, EventType, Severity
 from crowdwatch.store.base import AlertStore, BatchApplyError, StoreUpdate
 from crowdwatch.store.batch import plan_batch
 
@@ -123,9 +123,9 @@ def test_listeners_hear_each_alert_once_its_updates_settle_within_a_batch(store:
     changes = [c for c in store.apply_events(MIXED, Decide(), T0) if c is not None]
     assert _kinds(changes) == ["created", "updated", "created", "updated", "updated", "updated", "updated"]
     # A count update followed in the batch by another change of its alert is stored and
-    # audited but not announced (store.batch): GATE's seq 1, 3 and 4. Openings, EXIT's one
-    # update and GATE's last are, in order.
-    announced = [changes[i] for i in (0, 2, 4, 6)]
+    # audited but not announced (store.batch): GATE's seq 1 and 3. Openings, EXIT's one
+    # update, GATE's end (seq 4) and its last change are, in order.
+    announced = [changes[i] for i in (0, 2, 4, 5, 6)]
     wait_until(lambda: len(seen) >= len(announced), "the batch's announcements")
     assert seen[: len(announced)] == announced
     # Nothing else comes: the next change is the next one heard.
@@ -142,6 +142,18 @@ def test_listeners_hear_each_alert_once_its_updates_settle_within_a_batch(store:
         ([crowd_event(UPDATED, seq=1), crowd_event(UPDATED, seq=2)], [True, True]),  # opened by seq 1
         ([crowd_event(), crowd_event(UPDATED, seq=1), crowd_event(UPDATED, seq=2)], [True, False, True]),
         ([crowd_event(), crowd_event(UPDATED, seq=1), crowd_event(ENDED, seq=2)], [True, False, True]),
+        # A severity change or an end is announced even when the next change undoes or follows it.
+        (
+            [
+                crowd_event(),
+                crowd_event(UPDATED, seq=1, severity=Severity.CRITICAL, count=90.0, peak=90.0),
+                crowd_event(UPDATED, seq=2, severity=Severity.CRITICAL, count=95.0, peak=95.0),
+                crowd_event(UPDATED, seq=3, severity=Severity.MEDIUM, count=40.0),
+                crowd_event(UPDATED, seq=4, severity=Severity.MEDIUM, count=41.0),
+            ],
+            [True, True, False, True, True],
+        ),
+        ([crowd_event(), crowd_event(ENDED, seq=1), crowd_event(UPDATED, seq=2)], [True, True, True]),
         # Another alert's change between them does not matter; a stale event is no change.
         (
             [

@@ -80,9 +80,19 @@ def test_a_batch_leaves_the_keys_that_one_event_at_a_time_leaves_less_superseded
 
 
 def conflated(entries: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Change-stream entries without each `updated` one that a later entry of its alert follows."""
-    ids = [json.loads(e["alert"])["id"] for e in entries]
-    return [e for i, e in enumerate(entries) if not (e["kind"] == "updated" and ids[i] in ids[i + 1 :])]
+    """Change-stream entries (one per change) without each `updated` one that a later entry
+    of its alert follows, unless it moved the severity or ended the gathering."""
+    alerts = [json.loads(e["alert"]) for e in entries]
+    kept = []
+    for i, (entry, alert) in enumerate(zip(entries, alerts, strict=True)):
+        earlier = [a for a in alerts[:i] if a["id"] == alert["id"]]
+        followed = any(a["id"] == alert["id"] for a in alerts[i + 1 :])
+        figures_only = bool(earlier) and all(
+            earlier[-1][f] == alert[f] for f in ("severity", "gathering_ended")
+        )
+        if not (entry["kind"] == "updated" and followed and figures_only):
+            kept.append(entry)
+    return kept
 
 
 def test_a_conflicting_writer_makes_the_batch_start_again(

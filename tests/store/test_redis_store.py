@@ -443,16 +443,42 @@ def _spoil_a_version_field(client: redis.Redis, key: str) -> None:
     client.hset(key, "last_event_seq", "three")  # the cached copy no longer matches
 
 
-@pytest.mark.parametrize("spoil", [_spoil_as_hash, _spoil_as_string, _spoil_a_version_field])
+def _spoil_with_bytes_that_are_not_text(client: redis.Redis, key: str) -> None:
+    client.hset(key, "route_reason", b"\xff\xfe")
+
+
+def _spoil_the_id(client: redis.Redis, key: str) -> None:
+    client.hset(key, "id", "someone-else")
+
+
+@pytest.mark.parametrize(
+    ("spoil", "cached"),
+    [
+        (_spoil_as_hash, True),
+        (_spoil_as_hash, False),
+        (_spoil_as_string, True),
+        (_spoil_a_version_field, True),  # the cached copy no longer matches: read whole
+        # A worker holding the alert would write over these (its copy's version still
+        # matches); one that just started reads them.
+        (_spoil_with_bytes_that_are_not_text, False),
+        (_spoil_the_id, False),
+    ],
+)
 def test_an_unreadable_record_is_moved_aside_and_the_batch_goes_on(
-    workers: Workers, client: redis.Redis, caplog: pytest.LogCaptureFixture, spoil: Callable[..., None]
+    workers: Workers,
+    client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    spoil: Callable[..., None],
+    cached: bool,
 ) -> None:
     """A record the store cannot read (written by something else, or damaged) once failed
     every batch that touched it, on every redelivery: the consumer stopped for good."""
-    store = workers()
-    store.apply_event(crowd_event(), route(), T0)  # cached by this store
+    writer = workers()
+    writer.apply_event(crowd_event(), route(), T0)
+    store = writer if cached else workers()
     spoil(client, store.keys.alert(ALERT_ID))
     before = client.dump(store.keys.alert(ALERT_ID))
+    old_audit = client.xrange(store.keys.alert_audit(ALERT_ID))
     other = crowd_event(zone_id="exit")
     with caplog.at_level("ERROR", logger="crowdwatch.store.redis"):
         results = store.apply_events([crowd_event(UPDATED, seq=3), other], route(), T0 + 1)
@@ -464,20 +490,43 @@ def test_an_unreadable_record_is_moved_aside_and_the_batch_goes_on(
     assert store.get(ALERT_ID) == reopened.alert
     assert store.get(other.episode_key) is not None
     # Nothing lost: the old record is kept whole under a quarantine key, and said where.
-    (aside,) = client.keys(f"{store.keys.prefix}:quarantine:{ALERT_ID}:*")
+    aside, audit_aside = sorted(str(k) for k in client.keys(f"{store.keys.prefix}:quarantine:{ALERT_ID}:*"))
     assert client.dump(aside) == before
+    assert (audit_aside, client.xrange(audit_aside)) == (f"{aside}:audit", old_audit)
+    assert store.audit(ALERT_ID) == list(reopened.audit)  # the new alert's trail is its own
     assert f"the record of alert {ALERT_ID} cannot be read" in caplog.text
-    assert str(aside) in caplog.text
+    assert aside in caplog.text
     # Another worker, which never cached it, reads the new record.
     assert workers().get(ALERT_ID) == reopened.alert
 
 
+@pytest.mark.parametrize("others", [[], [crowd_event(zone_id="exit")]])
 def test_an_unreadable_record_no_event_changes_stays_where_it_is(
-    workers: Workers, client: redis.Redis
+    workers: Workers, client: redis.Redis, others: list[CrowdEvent]
 ) -> None:
+    """A redelivery alone changes nothing, in a batch of its own or beside other events."""
     store = workers()
     store.apply_event(crowd_event(), route(), T0)
     _spoil_as_hash(client, store.keys.alert(ALERT_ID))
-    assert store.apply_events([crowd_event()], route(), T0 + 1) == [None]  # a redelivery: applied before
+    results = store.apply_events([crowd_event(), *others], route(), T0 + 1)
+    assert [r.kind if r else None for r in results] == [None] + ["created"] * len(others)
     assert client.hget(store.keys.alert(ALERT_ID), "format") == "9"
     assert client.keys(f"{store.keys.prefix}:quarantine:*") == []
+
+
+def test_a_restarted_alert_is_not_purged_for_the_resolved_one_it_replaced(
+    workers: Workers, client: redis.Redis
+) -> None:
+    """The old alert's index entries go with its record: the new, open alert is not taken for
+    a resolved one past its retention."""
+    store = workers(resolved_retention_s=60.0)
+    store.apply_event(crowd_event(), route(), T0)
+    store.act(ALERT_ID, Action.RESOLVE, "op", T0 + 1)
+    _spoil_as_hash(client, store.keys.alert(ALERT_ID))
+    (reopened,) = store.apply_events([crowd_event(EventType.GATHERING_UPDATED, seq=3)], route(), T0 + 2)
+    assert reopened is not None
+    assert reopened.alert.is_open
+    assert client.zscore(store.keys.resolved, ALERT_ID) is None
+    assert store.purge(T0 + 10_000) == 0
+    assert store.get(ALERT_ID) == reopened.alert
+    assert [a.id for a in store.list_alerts(center_id="c1")] == [ALERT_ID]

@@ -9,6 +9,7 @@ client's histogram is (`_bucket` with cumulative `le` counts, `_count`, `_sum`),
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from bisect import bisect_left
@@ -40,11 +41,12 @@ class BatchHistogram(Collector):
         subsystem: str = "",
     ) -> None:
         name = "_".join(part for part in (namespace, subsystem, name) if part)
-        bounds = sorted(float(b) for b in buckets)
-        if not bounds or bounds != sorted(set(bounds)) or any(math.isnan(b) for b in bounds):
-            raise ValueError(f"{name}: buckets must be distinct numbers, got {list(buckets)}")
-        if bounds[-1] != math.inf:
+        bounds = [float(b) for b in buckets]
+        if bounds and bounds[-1] != math.inf:
             bounds.append(math.inf)
+        # As the client refuses: out of order, repeated, NaN, or only +Inf.
+        if len(bounds) < 2 or any(not a < b for a, b in itertools.pairwise(bounds)):
+            raise ValueError(f"{name}: buckets must be increasing numbers, got {list(buckets)}")
         self.name, self.documentation = name, documentation
         self._bounds = bounds
         self._counts = [0] * len(bounds)  # per bucket, not cumulative
@@ -56,12 +58,13 @@ class BatchHistogram(Collector):
         self.observe_many((value,))
 
     def observe_many(self, values: Iterable[float]) -> None:
-        """Count every value in its bucket (a value equal to a bound is in that bound's)."""
+        """Count every value in its bucket (a value equal to a bound is in that bound's); a NaN
+        goes into the sum only, as the client does."""
         values = list(values)
         if not values:
             return
         bounds = self._bounds
-        found = Counter(bisect_left(bounds, v) for v in values)
+        found = Counter(bisect_left(bounds, v) for v in values if v == v)  # NaN: in no bucket
         with self._lock:
             for index, n in found.items():
                 self._counts[index] += n

@@ -51,6 +51,10 @@ _EPOCH_ORDINAL: Final = _EPOCH.toordinal()
 # The first and last whole seconds (epoch) of the years 1..9999, UTC.
 _FIRST_SECOND: Final = (datetime(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * 86400
 _LAST_SECOND: Final = (datetime(9999, 12, 31).toordinal() - _EPOCH_ORDINAL) * 86400 + 86399
+# The last float time that format_time writes (years 1..9999), and the fraction digits that
+# parse_time reads exactly (a float's exact decimal has at most ~1075 digits after the point).
+_LAST_TIME: Final = math.nextafter(float(_LAST_SECOND + 1), 0.0)
+_FRACTION_DIGITS: Final = 1100
 _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$")
 
 
@@ -103,10 +107,18 @@ def parse_time(text: str) -> float:
         raise ValueError(f"{text!r} {whole}")
     if not fraction:
         return float(whole)
+    if len(fraction) > _FRACTION_DIGITS:
+        # Past any float's precision (and int() refuses 4300 digits): cut, keeping a last digit
+        # that says whether anything followed, which is all the rounding below can need.
+        rest = fraction[_FRACTION_DIGITS:]
+        fraction = fraction[:_FRACTION_DIGITS] + ("1" if rest.strip("0") else "")
     # An exact ratio of integers, rounded once to the nearest float (int / int is correctly
     # rounded): the same float that the written decimal names, however many digits it has.
     scale: int = 10 ** len(fraction)
-    return (whole * scale + int(fraction)) / scale
+    value = (whole * scale + int(fraction)) / scale
+    if value > _LAST_TIME:  # rounded up into the year 10000: could not be written again
+        raise ValueError(f"{text!r} is outside the years 1..9999 in UTC")
+    return value
 
 
 # Events of the same second share it (thousands a second on a busy consumer): the calendar

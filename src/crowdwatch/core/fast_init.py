@@ -10,6 +10,8 @@ the dataclass's: eq, hash, repr, the error on assignment, `__post_init__` (calle
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import types
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
@@ -21,14 +23,23 @@ def fast_init(cls: type[_T]) -> type[_T]:
     params = getattr(cls, "__dataclass_params__", None)
     if params is None or not params.frozen or "__slots__" not in cls.__dict__:
         raise TypeError(f"fast_init: {cls.__name__} is not a frozen dataclass with slots")
+    signature = inspect.signature(cls.__init__)  # the dataclass's, kept for the new one
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    # InitVars are not fields: a signature with other parameters than the init fields is not
+    # one this can reproduce.
+    if [p for p in signature.parameters if p != "self"] != [f.name for f in fields if f.init]:
+        raise TypeError(f"fast_init: {cls.__name__} has init parameters that are not its fields (InitVar)")
     env: dict[str, Any] = {"_FACTORY": _FACTORY}
     args: list[str] = []
     body: list[str] = []
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in fields:
         name = f.name
         if f.kw_only or (not f.init and f.default_factory is not dataclasses.MISSING):
             raise TypeError(f"fast_init: {cls.__name__}.{name} is keyword-only or init=False with a factory")
-        env[f"_set_{name}"] = cls.__dict__[name].__set__  # the slot's member descriptor
+        slot = inspect.getattr_static(cls, name, None)  # on the class or a dataclass base
+        if not isinstance(slot, types.MemberDescriptorType):
+            raise TypeError(f"fast_init: {cls.__name__}.{name} is not a slot")
+        env[f"_set_{name}"] = slot.__set__
         if not f.init:  # set by __post_init__, or to its default as the dataclass does
             if f.default is not dataclasses.MISSING:
                 env[f"_default_{name}"] = f.default
@@ -52,5 +63,6 @@ def fast_init(cls: type[_T]) -> type[_T]:
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
     init.__doc__ = cls.__init__.__doc__
+    init.__signature__ = signature  # what inspect shows: annotations, `<factory>` defaults
     cls.__init__ = init  # type: ignore[method-assign]
     return cls

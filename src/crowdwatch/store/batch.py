@@ -3,13 +3,14 @@ Pure (the core lifecycle and the standard library), shared by every AlertStore: 
 plans against its dicts, the Redis store against what it read under WATCH, and both then write
 the plan. One code path for embedded and distributed mode.
 
-Notifications are conflated within a batch: a count update (`updated`) followed in the same
-batch by another change of the same alert is stored and audited but not announced, since the
-later change carries the alert's newer state. A console catching up on a backlog then hears
-each alert's latest figures once per batch, not every figure it went through, and the store
-writes two stream entries less for each such event. Openings, state changes and the last
-update of each alert are always announced; at live rates a batch rarely holds two updates of
-one zone, so nothing is held back there.
+Notifications are conflated within a batch: a count update (an `updated` change that neither
+moves the severity nor ends the gathering) followed in the same batch by another change of the
+same alert is stored and audited but not announced, since the later change carries the alert's
+newer figures. A console catching up on a backlog then hears each alert's latest figures once
+per batch, not every figure it went through, and the store writes two stream entries less for
+each such event. Openings, severity changes, ends, state changes and the last change of each
+alert are always announced; at live rates a batch rarely holds two updates of one zone, so
+nothing is held back there.
 """
 
 from __future__ import annotations
@@ -91,7 +92,14 @@ def plan_batch(
 
 def _supersede(writes: list[Write], index: int) -> None:
     """A later change of the same alert follows writes[index]: a count update is then not
-    announced (the later one carries newer figures)."""
+    announced (the later one carries newer figures), unless it changed the severity or ended
+    the gathering, which a listener may act on even when the next change undoes it."""
     write = writes[index]
-    if write.change.kind == "updated":
+    before, after = write.before, write.change.alert
+    if (
+        write.change.kind == "updated"
+        and before is not None
+        and before.severity is after.severity
+        and before.gathering_ended == after.gathering_ended
+    ):
         write.announce = False

@@ -49,7 +49,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, NamedTuple, Self, TypeVar
 
 import redis
 from redis.client import Pipeline
@@ -529,7 +529,7 @@ class _EventsTransaction:
         applied = {
             e.id for e, mark in zip(events, marks, strict=True) if mark is not None and float(mark) > horizon
         }
-        unreadable: dict[str, str] = {}  # alert id -> what is wrong with its record
+        unreadable: dict[str, _Unreadable] = {}
         stored = self._stored(conn, cached, rows, unreadable)
         self._plan = plan = plan_batch(events, applied, stored, self._decide, self._now)
         if not plan.applied:
@@ -537,8 +537,11 @@ class _EventsTransaction:
             self._in_flight = 0
             return
         writes = batch_commands(store.keys, plan, self._now, store._dedupe_ttl_s, store._maxlen)
-        if unreadable:
-            writes = [*self._quarantine(unreadable), *writes]
+        # Moved aside only where an event of the batch starts the alert again (a redelivery
+        # alone, or an event after a failure, leaves the record where it is).
+        restarted = {w.change.alert.id for w in plan.writes if w.change.alert.id in unreadable}
+        if restarted:
+            writes = [*self._quarantine({a: unreadable[a] for a in restarted}), *writes]
         wire.send_transaction(conn, writes)
         self._in_flight = len(writes)
 
@@ -547,7 +550,7 @@ class _EventsTransaction:
         conn: Connection,
         cached: list[tuple[Version, Alert] | None],
         rows: list[Any],
-        unreadable: dict[str, str],
+        unreadable: dict[str, _Unreadable],
     ) -> dict[str, Alert | None]:
         """The batch's alerts as stored, from the replies to the reads: a cached alert whose
         version still matches is taken from the cache, one that changed is read whole (still
@@ -576,18 +579,21 @@ class _EventsTransaction:
                 stored[alert_id] = self._record(alert_id, row, unreadable)
         return stored
 
-    def _record(self, alert_id: str, row: Any, unreadable: dict[str, str]) -> Alert | None:
+    def _record(self, alert_id: str, row: Any, unreadable: dict[str, _Unreadable]) -> Alert | None:
         """The alert in an HGETALL reply (cached), or None: absent, or unreadable (a record
-        written by something else, or a key of another type), which goes to `unreadable`."""
+        written by something else, damaged, not text, or a key of another type), which goes to
+        `unreadable`."""
         cache = self._store._cache
         try:
             if isinstance(row, ResponseError):
                 raise RecordError(str(row))
             alert = _alert_or_none(_hash_reply(row))
+            if alert is not None and alert.id != alert_id:
+                raise RecordError(f"it names alert {alert.id!r}")
         except (RecordError, ValueError) as exc:
             # Failing the batch would fail it again on every redelivery: the consumer would
             # stop for good. The record is moved aside in the batch's transaction instead.
-            unreadable[alert_id] = str(exc)
+            unreadable[alert_id] = _Unreadable(str(exc), _center_of(row))
             alert = None
         if alert is None:
             cache.forget(alert_id)
@@ -595,26 +601,52 @@ class _EventsTransaction:
             cache.put(alert)
         return alert
 
-    def _quarantine(self, unreadable: dict[str, str]) -> list[wire.Command]:
-        """Move unreadable records aside (the keys are watched: nobody wrote them since)."""
+    def _quarantine(self, unreadable: dict[str, _Unreadable]) -> list[wire.Command]:
+        """Move unreadable records aside with their audit trails (the records are watched:
+        nobody wrote them since), and take their ids out of the indexes, which the new alert
+        then enters as any new alert does."""
         k = self._store.keys
         out: list[wire.Command] = []
-        for alert_id, problem in unreadable.items():
+        for alert_id, (problem, center) in sorted(unreadable.items()):
             aside = k.quarantine(alert_id, f"{round(self._now * 1000)}-{uuid.uuid4().hex[:8]}")
             log.error(
-                "alert store: the record of alert %s cannot be read (%s); it is kept as %s and the "
-                "alert starts again from this batch's events",
+                "alert store: the record of alert %s cannot be read (%s); it is moved to %s (its "
+                "audit to %s:audit) and the alert starts again from this batch's events",
                 alert_id,
                 problem,
                 aside,
+                aside,
             )
+            # COPY, then DEL: unlike RENAME, no error when there is no audit yet.
             out.append(("RENAME", k.alert(alert_id), aside))
+            out.append(("COPY", k.alert_audit(alert_id), f"{aside}:audit"))
+            out.append(("DEL", k.alert_audit(alert_id)))
+            indexes = [k.alerts, k.open, k.resolved, k.escalations]
+            if center is not None:
+                indexes += [k.center_all(center), k.center_open(center)]
+            out.extend(("ZREM", index, alert_id) for index in indexes)
         return out
 
     def _release(self, *, broken: bool) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             wire.checkin(self._store._client, conn, broken=broken)
+
+
+class _Unreadable(NamedTuple):
+    """Why an alert record cannot be read, and the center it names if that much can be read
+    (to take the id out of that center's indexes)."""
+
+    problem: str
+    center: str | None
+
+
+def _center_of(row: Any) -> str | None:
+    try:
+        center = _hash_reply(row).get("center_id")
+    except Exception:  # not a hash reply at all
+        return None
+    return center or None
 
 
 class _PendingBatch:

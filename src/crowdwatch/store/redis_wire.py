@@ -139,7 +139,8 @@ def reads_directly(conn: Connection) -> bool:
 
 
 def _replies(conn: Connection, n: int) -> Iterator[Any]:
-    """The next `n` replies, an error reply as its ResponseError (not raised). Read straight
+    """The next `n` replies, an error reply (or one that cannot be decoded) as a ResponseError,
+    not raised. Read straight
     off redis-py's hiredis reader where the connection has one: its `read_response` costs
     ~1.9 us a reply against ~0.7, and a 1000-event transaction has ~4500 QUEUED replies. As in
     redis-py, a RESP3 push message in between goes to the parser's push handler, and errors
@@ -156,10 +157,16 @@ def _replies(conn: Connection, n: int) -> Iterator[Any]:
     push_type = getattr(parser, "_hiredis_PushNotificationType", None)
     left = n
     while left:
-        reply = gets()
-        while reply is _NOT_ENOUGH_DATA:
-            read_more()
+        try:
             reply = gets()
+            while reply is _NOT_ENOUGH_DATA:
+                read_more()
+                reply = gets()
+        except UnicodeDecodeError as exc:
+            # Bytes that are not text where the connection decodes (a record written by
+            # something else): hiredis has consumed that reply, so it stands in its place, as
+            # an error reply would, and the replies after it are read as usual.
+            reply = ResponseError(f"a reply that is not valid text: {exc}")
         if isinstance(reply, RedisConnectionError):
             raise reply
         if push_type is not None and isinstance(reply, push_type):
