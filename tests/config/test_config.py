@@ -208,6 +208,12 @@ def drop(path: str) -> Callable[[Config], None]:
 
 
 ID_RULE = "ids are 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+# The zone outlines below all cross (or touch) between the same two edges.
+CROSSING_0_1_2_3 = (
+    "cameras[0].zones[0].polygon: polygon outline crosses itself: the edge from point 0 to "
+    "point 1 meets the edge from point 2 to point 3 (counting from 0); list the points in "
+    "order around the zone"
+)
 BAD_CONFIGS = [
     pytest.param(
         set_in("cameras.0.fps", 5), ["cameras[0].fps: unknown field (not allowed here)"], id="unknown-field"
@@ -273,31 +279,19 @@ BAD_CONFIGS = [
     pytest.param(
         # A bow tie: two triangles of ~5000 px2 whose shoelace "area" is their difference (~50).
         set_in("cameras.0.zones.0.polygon", [[0, 0], [100, 100], [100, 0], [0, 101]]),
-        [
-            "cameras[0].zones[0].polygon: polygon outline crosses itself: the edge from point 0 to "
-            "point 1 meets the edge from point 2 to point 3 (counting from 0); list the points in "
-            "order around the zone"
-        ],
+        [CROSSING_0_1_2_3],
         id="polygon-bow-tie",
     ),
     pytest.param(
         # Symmetric: zero shoelace area, but the problem is the crossing, not collinear points.
         set_in("cameras.0.zones.0.polygon", [[0, 0], [100, 100], [100, 0], [0, 100]]),
-        [
-            "cameras[0].zones[0].polygon: polygon outline crosses itself: the edge from point 0 to "
-            "point 1 meets the edge from point 2 to point 3 (counting from 0); list the points in "
-            "order around the zone"
-        ],
+        [CROSSING_0_1_2_3],
         id="polygon-symmetric-bow-tie",
     ),
     pytest.param(
         # Point 3 lies on the edge from point 0 to 1: the outline touches itself.
         set_in("cameras.0.zones.0.polygon", [[0, 0], [100, 0], [100, 100], [50, 0], [0, 100]]),
-        [
-            "cameras[0].zones[0].polygon: polygon outline crosses itself: the edge from point 0 to "
-            "point 1 meets the edge from point 2 to point 3 (counting from 0); list the points in "
-            "order around the zone"
-        ],
+        [CROSSING_0_1_2_3],
         id="polygon-touches-itself",
     ),
     pytest.param(

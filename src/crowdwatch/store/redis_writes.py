@@ -136,15 +136,12 @@ def audit_commands(keys: RedisKeys, change: AlertChange) -> list[Command]:
 
 def _audit_entries(keys: RedisKeys, change: AlertChange, audit: list[dict[str, str]]) -> list[Command]:
     out: list[Command] = []
-    alert_audit = keys.alert_audit(change.alert.id)
-    if change.in_all_alerts_audit:
-        for record in audit:
-            entry = _flat(record)
-            out.append(("XADD", keys.audit, "*", *entry))
-            out.append(("XADD", alert_audit, "*", *entry))
-    else:  # one entry per event: written straight from the record
-        for record in audit:
-            out.append(("XADD", alert_audit, "*", *chain.from_iterable(record.items())))
+    everyone, alert_audit = change.in_all_alerts_audit, keys.alert_audit(change.alert.id)
+    for record in audit:
+        command = ("XADD", alert_audit, "*", *chain.from_iterable(record.items()))
+        if everyone:
+            out.append(("XADD", keys.audit, *command[2:]))
+        out.append(command)
     return out
 
 
